@@ -1,0 +1,50 @@
+# The course's commands. `make start` opens the course, `make test` runs every test; both create the
+# environment (.venv, with the course's Jupyter kernel) when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KERNEL := vlm-course
+JOBS ?= 2
+STAMP := $(VENV)/.installed
+
+.PHONY: help env start test test-fast course check grade clean-workspace
+
+help:
+	@echo "make start              open the course in JupyterLab (creates the environment if needed)"
+	@echo "make test               run every test (creates the environment if needed)"
+	@echo "make course             regenerate the student notebooks in course/ from solutions/"
+	@echo "make check NB=path      self-check one notebook: which tests pass, which fail and why"
+	@echo "make grade              instructor: autograde every submission, write feedback and grades.csv"
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (VLM course)"
+	# Learners get nbgrader's student tools; the instructor tools stay off in this environment.
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix nbgrader:formgrader nbgrader:create-assignment >/dev/null
+	$(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null
+	touch $@
+
+start: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=course
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+course: $(STAMP)
+	$(PY) -m autograder.cli generate
+
+check: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make check NB=course/01_attention/01_attention.ipynb"; exit 2; }
+	$(PY) -m autograder.cli check "$(NB)"
+
+grade: $(STAMP)
+	$(PY) -m autograder.cli grade
+
+clean-workspace:
+	rm -rf autograder/workspace

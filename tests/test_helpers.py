@@ -1,0 +1,82 @@
+"""Plotting, widgets, training and device helpers."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from vlmcourse import get_device, seed_everything  # noqa: E402
+from vlmcourse.plotting import plot_curves, show_heatmap, show_heatmaps  # noqa: E402
+from vlmcourse.training import accuracy, minibatches, run_steps  # noqa: E402
+from vlmcourse.widgets import attention_explorer, draw_attention_scene  # noqa: E402
+
+
+def test_device_defaults_to_cpu_without_gpu(monkeypatch):
+    monkeypatch.delenv("VLM_COURSE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert get_device().type == expected
+    monkeypatch.setenv("VLM_COURSE_DEVICE", "cpu")
+    assert get_device().type == "cpu"
+
+
+def test_seed_everything_is_reproducible():
+    seed_everything(3)
+    a = torch.randn(4)
+    generator = seed_everything(3)
+    assert torch.equal(a, torch.randn(4))
+    assert torch.equal(torch.randn(2, generator=generator), torch.randn(2, generator=seed_everything(3)))
+
+
+def test_heatmaps_and_curves_draw():
+    ax = show_heatmap(torch.rand(3, 4), title="t", xticklabels=list("abcd"), annotate=True)
+    assert ax.get_title() == "t" and len(ax.texts) == 12
+    fig = show_heatmaps([torch.rand(2, 2), torch.rand(2, 2)], ["a", "b"])
+    assert len(fig.axes) == 2
+    ax = plot_curves({"train": [3, 2, 1], "val": [3, 2.5, 2]}, logy=True)
+    assert len(ax.lines) == 2
+    with pytest.raises(ValueError):
+        show_heatmap(torch.rand(2, 2, 2))
+    plt.close("all")
+
+
+def test_attention_explorer_uses_the_given_function_and_redraws():
+    calls = []
+
+    def fn(query, keys, temperature):
+        calls.append((tuple(query.shape), temperature))
+        return torch.softmax(keys @ query[0] / temperature, dim=0)
+
+    keys = torch.randn(5, 2)
+    box = attention_explorer(fn, keys)
+    assert calls == [((1, 2), 1.0)]
+    box.children[0].children[2].value = 2.0     # temperature slider
+    assert calls[-1] == ((1, 2), 2.0)
+    fig, axes = plt.subplots(1, 2)
+    draw_attention_scene(torch.zeros(1, 2), keys, torch.full((5,), 0.2), (axes[0], axes[1]))
+    assert len(axes[1].patches) == 5
+    plt.close("all")
+
+
+def test_run_steps_records_history_and_evaluations():
+    history = run_steps(lambda step: 10.0 - step, 5, eval_fn=lambda: 0.5, eval_every=2, progress=False)
+    assert history["loss"] == [10.0, 9.0, 8.0, 7.0, 6.0]
+    assert history["eval"] == [0.5, 0.5, 0.5]      # after steps 2, 4 and the last one
+
+
+def test_minibatches_cover_the_data_and_align():
+    x, y = torch.arange(10.0), torch.arange(10)
+    batches = minibatches(x, y, batch_size=5, generator=torch.Generator().manual_seed(0))
+    first, second = next(batches), next(batches)
+    assert torch.equal(first[0].long(), first[1])
+    assert sorted(torch.cat([first[1], second[1]]).tolist()) == list(range(10))
+    with pytest.raises(ValueError):
+        next(minibatches(x, torch.arange(3), batch_size=2))
+
+
+def test_accuracy_counts_argmax_matches():
+    inputs = torch.eye(4)
+    labels = torch.tensor([0, 1, 2, 0])
+    assert accuracy(lambda batch: batch, inputs, labels, batch_size=3) == 0.75
