@@ -1,0 +1,42 @@
+"""The learner-facing commands: self-check of a notebook, and the JupyterLab set-up of `make start`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from autograder.cli import check_notebook
+from harness import student_path
+
+
+def test_self_check_lists_each_test_with_reason_and_points(capsys: pytest.CaptureFixture[str]) -> None:
+    status = check_notebook(student_path("01_attention"))
+    out = capsys.readouterr().out
+    assert status == 1, "an untouched notebook must not pass its self-check"
+    assert "FAIL  test_softmax" in out and "0/2" in out
+    assert "NotImplementedError" in out, "the reason for each failure is printed"
+    assert "Score on the visible tests: 0/" in out
+    assert "BEGIN HIDDEN" not in out
+
+
+def jupyter(*args: str) -> str:
+    jupyter_bin = Path(sys.executable).parent / "jupyter"
+    result = subprocess.run([str(jupyter_bin), *args], capture_output=True, text=True, check=True)
+    return result.stdout + result.stderr
+
+
+def test_jupyterlab_has_widgets_and_the_student_side_of_nbgrader() -> None:
+    labextensions = jupyter("labextension", "list")
+    assert "@jupyter-widgets/jupyterlab-manager" in labextensions
+    assert "@jupyter/nbgrader" in labextensions
+    page_config = json.loads((Path(sys.prefix) / "etc/jupyter/labconfig/page_config.json").read_text())
+    disabled = page_config.get("disabledExtensions", {})
+    assert disabled.get("nbgrader:formgrader") and disabled.get("nbgrader:create-assignment"), \
+        "the instructor-only nbgrader plugins should be disabled for learners"
+    server = jupyter("server", "extension", "list")
+    assert "nbgrader.server_extensions.validate_assignment" in server
+    assert "vlm-course" in jupyter("kernelspec", "list")
