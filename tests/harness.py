@@ -48,7 +48,7 @@ def grade_id(cell: nbformat.NotebookNode) -> str | None:
     return nbgrader_meta(cell).get("grade_id")
 
 
-def test_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
+def graded_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     return [c for c in notebook.cells if kind(c) == "test"]
 
 

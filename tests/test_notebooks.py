@@ -18,7 +18,7 @@ import pytest
 
 from autograder.cli import assignments, generate_release, nbgrader
 from harness import (asserts_without_message, exercise_ids, kind, load_mistakes, read, reference_path,
-                     student_path, test_cells)
+                     student_path, graded_cells)
 
 ASSIGNMENTS = assignments()
 _autograded: dict[str, dict] = {}
@@ -106,8 +106,8 @@ def test_notebooks_are_stored_without_outputs(assignment: str) -> None:
 @per_assignment()
 def test_every_graded_assert_has_a_message(assignment: str) -> None:
     notebook = read(reference_path(assignment))
-    assert test_cells(notebook), "an assignment needs graded test cells"
-    for cell in test_cells(notebook):
+    assert graded_cells(notebook), "an assignment needs graded test cells"
+    for cell in graded_cells(notebook):
         lines = asserts_without_message(cell.source)
         assert not lines, f"test cell {cell.metadata.nbgrader['grade_id']}: asserts on lines {lines} have no message"
         assert "BEGIN HIDDEN TESTS" in cell.source, \
