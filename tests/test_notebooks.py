@@ -8,6 +8,7 @@ assignment and is shared by the tests of that assignment (they run in one xdist 
 
 from __future__ import annotations
 
+import atexit
 import csv
 import filecmp
 import shutil
@@ -35,6 +36,7 @@ def autograde(assignment: str) -> dict:
     if assignment in _autograded:
         return _autograded[assignment]
     root = Path(tempfile.mkdtemp(prefix=f"grade-{assignment}-"))
+    atexit.register(shutil.rmtree, root, True)
     env = {"VLM_COURSE_WORKSPACE": str(root)}
     for student, source in (("reference", reference_path(assignment)), ("blank", student_path(assignment))):
         target = root / "submitted" / student / assignment
