@@ -8,14 +8,16 @@ KERNEL := vlm-course
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help env start test test-fast course check grade clean-workspace
+.PHONY: help env start test test-fast course check grade report clean-workspace
 
 help:
 	@echo "make start              open the course in JupyterLab (creates the environment if needed)"
 	@echo "make test               run every test (creates the environment if needed)"
 	@echo "make course             regenerate the student notebooks in course/ from solutions/"
 	@echo "make check NB=path      self-check one notebook: which tests pass, which fail and why"
-	@echo "make grade              instructor: autograde every submission, write feedback and grades.csv"
+	@echo "make grade              instructor: grade every submission (parallel, sandboxed, resumable):"
+	@echo "                        feedback, grades.csv with a status per submission, report/ (GRADE_ARGS=...)"
+	@echo "make report             instructor: rebuild grades.csv and report/ from the last grading"
 
 env: $(STAMP)
 
@@ -44,7 +46,10 @@ check: $(STAMP)
 	$(PY) -m autograder.cli check "$(NB)"
 
 grade: $(STAMP)
-	$(PY) -m autograder.cli grade
+	$(PY) -m autograder.cli grade $(GRADE_ARGS)
+
+report: $(STAMP)
+	$(PY) -m autograder.cli report
 
 clean-workspace:
 	rm -rf autograder/workspace

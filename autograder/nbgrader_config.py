@@ -32,3 +32,22 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = 600
 c.Execute.interrupt_on_timeout = True
 c.Execute.kernel_name = "vlm-course"
+
+# ---------------------------------------------------------------------------------------- grading
+# (autograder/grading.py drives nbgrader's converters itself; these settings make nbgrader's own
+# commands, e.g. `nbgrader generate_feedback`, behave the same way.)
+import sys  # noqa: E402
+
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from autograder.collect import FILENAME_PATTERN  # noqa: E402
+from autograder.feedback import RedactHiddenTests  # noqa: E402
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+# Feedback never shows hidden tests, nor the failing line of a hidden assert.
+c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+# LMS downloads (`python -m autograder.cli collect ASSIGNMENT --zip FOLDER`): see autograder/collect.py.
+c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
+c.FileNameCollectorPlugin.named_regexp = FILENAME_PATTERN
+c.FileNameCollectorPlugin.valid_ext = [".ipynb"]

@@ -1,0 +1,187 @@
+"""A sandbox for one submission's Jupyter kernel.
+
+The grader (nbgrader's role) stays outside; only the *kernel*, which runs the student's code, is
+confined. The kernel talks to the grader over Unix-domain sockets (ZeroMQ ``ipc`` transport) in the
+submission's scratch folder, so it needs no network at all.
+
+Two mechanisms, chosen by :func:`choose_mode`:
+
+``bwrap`` (bubblewrap, the default where it works: Debian package ``bubblewrap``)
+    A new mount, PID, network, IPC and UTS namespace. The kernel sees a read-only root made of
+    ``/usr``, ``/etc``, the Python installation, the course environment and ``src/`` (the helper
+    package) and nothing else of the host: no ``solutions/``, no gradebook, no other submission,
+    no home directory. Its only writable folder is its scratch folder. No network interface but
+    loopback. When the grader runs as root, the kernel also drops to an unprivileged user id of its
+    own (one per parallel slot) with no capabilities and ``no_new_privs``, so that the process limit
+    applies to it. The sandbox dies with the grader (``--die-with-parent``), and killing it kills
+    every process the student started (the PID namespace goes away).
+
+``rlimits`` (fallback, e.g. a cluster without user namespaces)
+    Only resource limits (and, as root, the unprivileged slot user). No file or network isolation:
+    make course files unreadable to that user yourself. Prefer Apptainer on such clusters
+    (docs/grading.md).
+
+Both modes set resource limits: CPU seconds, address space (memory), processes, file size, open
+files, no core dumps. Wall time and output size are enforced by the executor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SLOT_UID_BASE = 61000   # unprivileged uids used for kernels when the grader runs as root (61000-62023)
+
+
+@dataclass
+class Limits:
+    """Resource limits of one kernel (the whole notebook run)."""
+
+    cell_timeout: float = 120.0          # wall seconds per cell
+    setup_timeout: float = 120.0         # wall seconds per trusted setup cell (imports)
+    total_timeout: float = 900.0         # wall seconds for the whole notebook
+    cpu_seconds: int = 1800              # CPU seconds (all threads) per process
+    memory_bytes: int = 4 * 2 ** 30      # data (heap + private writable mappings) per process
+    processes: int = 256                 # processes + threads of the slot user
+    file_bytes: int = 64 * 2 ** 20       # largest file the kernel may write
+    open_files: int = 512
+    output_bytes: int = 2 * 2 ** 20      # outputs kept per cell; beyond: truncated
+    total_output_bytes: int = 8 * 2 ** 20  # outputs per notebook; beyond: the kernel is stopped
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def bwrap_works() -> bool:
+    """True if bubblewrap is installed and can create the namespaces we need here."""
+    if shutil.which("bwrap") is None:
+        return False
+    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "--die-with-parent",
+             "--proc", "/proc", "--dev", "/dev", "true"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def choose_mode(requested: str = "auto") -> str:
+    """``bwrap`` if requested or available, else ``rlimits``; ``none`` only when asked for."""
+    if requested == "auto":
+        return "bwrap" if bwrap_works() else "rlimits"
+    if requested == "bwrap" and not bwrap_works():
+        raise RuntimeError("bubblewrap is not usable here (install the `bubblewrap` package, "
+                           "or pass --sandbox rlimits)")
+    return requested
+
+
+def _python_roots() -> list[Path]:
+    """Folders the kernel's Python needs: the environment, its base installation, src/."""
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), (REPO / "src").resolve()}
+    for entry in os.environ.get("VLM_COURSE_SANDBOX_RO", "").split(os.pathsep):
+        if entry:
+            roots.add(Path(entry).resolve())
+    return sorted(roots)
+
+
+def _limits_preexec(limits: Limits):
+    import resource
+
+    def apply() -> None:
+        os.setsid()
+        # RLIMIT_DATA, not RLIMIT_AS: CUDA builds of torch reserve tens of GiB of address space.
+        for name, value in (("RLIMIT_CPU", limits.cpu_seconds), ("RLIMIT_DATA", limits.memory_bytes),
+                            ("RLIMIT_FSIZE", limits.file_bytes), ("RLIMIT_NOFILE", limits.open_files),
+                            ("RLIMIT_CORE", 0)):
+            resource.setrlimit(getattr(resource, name), (value, value))
+        if os.geteuid() != 0:   # as root the limit is set after dropping to the slot user (setpriv)
+            resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+    return apply
+
+
+@dataclass
+class Sandbox:
+    """How to launch a kernel for one submission."""
+
+    mode: str = "bwrap"
+    limits: Limits = field(default_factory=Limits)
+    slot: int = 0
+
+    @property
+    def uid(self) -> int | None:
+        return SLOT_UID_BASE + self.slot if os.geteuid() == 0 else None
+
+    def prepare(self, scratch: Path) -> None:
+        """Create the scratch folder (home, tmp) writable by the kernel's user only."""
+        for sub in ("home", "tmp"):
+            (scratch / sub).mkdir(parents=True, exist_ok=True)
+        if self.uid is not None and self.mode != "none":
+            for path in (scratch, scratch / "home", scratch / "tmp"):
+                os.chown(path, self.uid, self.uid)
+            os.chmod(scratch, 0o700)
+
+    def environment(self, scratch: Path) -> dict[str, str]:
+        env = {
+            "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(scratch / "home"), "TMPDIR": str(scratch / "tmp"),
+            "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(scratch / "home"), "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8", "OMP_NUM_THREADS": os.environ.get("VLM_COURSE_KERNEL_THREADS", "1"),
+            "MKL_NUM_THREADS": os.environ.get("VLM_COURSE_KERNEL_THREADS", "1"),
+            "VLM_COURSE_DEVICE": "cpu", "NBGRADER_EXECUTION": "autograde", "JPY_SESSION_NAME": "submission",
+        }
+        return env
+
+    def command(self, kernel_argv: list[str], scratch: Path) -> list[str]:
+        """The full command line: sandbox wrapper + privilege drop + the kernel's argv."""
+        argv = list(kernel_argv)
+        if self.uid is not None and self.mode != "none":
+            argv = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+                    "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+                    "prlimit", f"--nproc={self.limits.processes}", "--"] + argv
+        if self.mode != "bwrap":
+            return argv
+        wrapper = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
+                   "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+                   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                   "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+        for link in ("bin", "lib", "lib64", "sbin"):
+            target = Path("/") / link
+            if target.is_symlink():
+                wrapper += ["--symlink", os.readlink(target), str(target)]
+            elif target.is_dir():
+                wrapper += ["--ro-bind", str(target), str(target)]
+        roots = _python_roots()
+        parents = sorted({str(a) for r in roots + [scratch] for a in r.parents if str(a) not in ("/", "/usr", "/tmp")},
+                         key=lambda a: a.count("/"))
+        for parent in parents:   # bwrap would create missing parents with mode 0700
+            wrapper += ["--perms", "0755", "--dir", parent]
+        for root in roots:
+            wrapper += ["--ro-bind", str(root), str(root)]
+        wrapper += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch / "home")]
+        if self.uid is None:   # unprivileged grader: bwrap itself maps us into a user namespace
+            wrapper += ["--unshare-user", "--cap-drop", "ALL"]
+        return wrapper + ["--"] + argv
+
+    def popen(self, kernel_argv: list[str], scratch: Path, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(kernel_argv, scratch), env=self.environment(scratch),
+                                cwd=str(scratch / "home") if self.mode != "bwrap" else "/",
+                                preexec_fn=_limits_preexec(self.limits), **kwargs)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """Kill the sandbox and every process in its session (fork bombs included)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass

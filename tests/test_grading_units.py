@@ -1,0 +1,129 @@
+"""Fast unit tests of the grading pieces that need no kernel: rebuilding a submission on the trusted
+template, feedback redaction, the guard's answer authentication, static flags, the sandbox command."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder.feedback import PLACEHOLDER, REDACTED, redact_notebook
+from autograder.guard import GuardClient, GuardError, static_flags
+from autograder.sandbox import Limits, Sandbox
+from autograder.submission import Ungradable, canonicalize, find_notebook, read_notebook
+from bad_submissions.catalogue import build_source, cell_of, grade_id
+
+_cache: dict = {}
+
+
+def notebooks():
+    if not _cache:
+        source = read_notebook(build_source(Path(tempfile.mkdtemp())))
+        release = nbformat.from_dict(json.loads(json.dumps(source)))
+        for cell in release.cells:      # a stand-in for the release: hidden tests and solutions removed
+            if "### BEGIN HIDDEN TESTS" in cell.source:
+                cell.source = cell.source.split("### BEGIN HIDDEN TESTS")[0].rstrip()
+        _cache.update(source=source, release=release)
+    return (nbformat.from_dict(json.loads(json.dumps(_cache[k]))) for k in ("source", "release"))
+
+
+def test_honest_notebook_is_unchanged_and_test_cells_are_found() -> None:
+    source, release = notebooks()
+    canonical = canonicalize(source, source, release)
+    assert canonical.notes == []
+    assert sorted(canonical.tests.values()) == sorted(g for g in map(grade_id, source.cells) if g and g.startswith("test_"))
+    assert len(canonical.setup) == 1
+
+
+def test_deleted_duplicated_and_edited_tests_are_repaired_with_notes() -> None:
+    source, release = notebooks()
+    student, _ = notebooks()
+    student.cells = [c for c in student.cells if grade_id(c) != "test_softmax"]
+    index = next(i for i, c in enumerate(student.cells) if grade_id(c) == "test_masked_softmax")
+    student.cells.insert(index, nbformat.from_dict(json.loads(json.dumps(student.cells[index]))))
+    cell_of(student, "test_valid_lens_to_mask").source = "pass"
+    canonical = canonicalize(student, source, release)
+    text = " | ".join(canonical.notes)
+    assert "test_softmax was deleted" in text and "duplicate of test_masked_softmax" in text
+    assert "test_valid_lens_to_mask was edited" in text
+    ids = [grade_id(c) for c in canonical.notebook.cells if grade_id(c)]
+    assert ids == [grade_id(c) for c in source.cells if grade_id(c)], "same graded structure as the source"
+    assert cell_of(canonical.notebook, "test_valid_lens_to_mask").source == cell_of(source, "test_valid_lens_to_mask").source
+
+
+def test_edited_setup_cell_is_restored() -> None:
+    source, release = notebooks()
+    student, _ = notebooks()
+    setup = next(c for c in student.cells if "setup" in c.metadata.get("tags", []))
+    setup.source += "\nassert_close = lambda *a, **k: None"
+    canonical = canonicalize(student, source, release)
+    assert "setup cell 1 was edited" in " ".join(canonical.notes)
+    restored = canonical.notebook.cells[min(canonical.setup)]
+    assert "assert_close = lambda" not in restored.source
+
+
+def test_unreadable_submissions_are_ungradable_with_a_reason(tmp_path: Path) -> None:
+    (tmp_path / "mini.ipynb").write_text('{"cells": [', encoding="utf-8")
+    with pytest.raises(Ungradable, match="malformed notebook JSON"):
+        read_notebook(tmp_path / "mini.ipynb")
+    (tmp_path / "mini.ipynb").write_text('{"a": 1}', encoding="utf-8")
+    with pytest.raises(Ungradable, match="not a notebook"):
+        read_notebook(tmp_path / "mini.ipynb")
+    (tmp_path / "mini.ipynb").unlink()
+    with pytest.raises(Ungradable, match="no notebook"):
+        find_notebook(tmp_path, "mini")
+    (tmp_path / "Copy of mini.ipynb").write_text("{}", encoding="utf-8")
+    path, notes = find_notebook(tmp_path, "mini")
+    assert path.name == "Copy of mini.ipynb" and "submitted as" in notes[0]
+
+
+def test_feedback_redaction_removes_hidden_code_and_tracebacks() -> None:
+    source, _ = notebooks()
+    test = cell_of(source, "test_softmax")
+    hidden_line = "very_negative = torch.tensor([[-1000.0, -1001.0, -1002.0]])"
+    assert hidden_line in test.source
+    test.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="wrong",
+                                           traceback=["Traceback", f"----> 12 {hidden_line}", "AssertionError: wrong"])]
+    exercise = cell_of(source, "softmax")
+    exercise.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"spy: {hidden_line}\n")]
+    redact_notebook(source)
+    assert "BEGIN HIDDEN TESTS" not in test.source and PLACEHOLDER in test.source
+    assert test.outputs[0].traceback == ["AssertionError: wrong"]
+    assert hidden_line not in exercise.outputs[0].text and REDACTED in exercise.outputs[0].text
+
+
+def test_guard_answers_are_authenticated_and_sequenced() -> None:
+    import hashlib
+    import hmac
+
+    guard = GuardClient()
+
+    def answer(n: int, action: str, key: bytes = guard.key) -> str:
+        text = json.dumps({"n": n, "action": action, "problems": []}, sort_keys=True)
+        return repr(text + "|" + hmac.new(key, text.encode(), hashlib.sha256).hexdigest())
+
+    assert guard.verify(answer(1, "install"), "install")["n"] == 1
+    with pytest.raises(GuardError, match="forged"):
+        guard.verify(answer(2, "before", key=b"guessed"), "before")
+    with pytest.raises(GuardError, match="sequence"):
+        guard.verify(answer(1, "before"), "before")          # a replayed answer
+
+
+def test_static_flags_name_suspicious_code() -> None:
+    flags = static_flags(["torch.allclose = lambda *a: True", "get_ipython().ast_transformers.append(x)",
+                          "import socket"])
+    assert {"assigns to a torch/numpy check", "touches IPython transformers", "opens network connections"} <= set(flags)
+    assert static_flags(["def softmax(x):\n    return x.exp() / x.exp().sum(-1, keepdim=True)"]) == []
+
+
+def test_sandbox_command_isolates_network_pids_and_files(tmp_path: Path) -> None:
+    command = Sandbox(mode="bwrap", limits=Limits(), slot=3).command(["python", "-V"], tmp_path)
+    assert command[0] == "bwrap" and "--unshare-net" in command and "--unshare-pid" in command
+    assert "--die-with-parent" in command
+    binds = [command[i + 1] for i, word in enumerate(command) if word in ("--bind", "--ro-bind")]
+    assert str(tmp_path) in binds and not any(b.endswith("solutions") for b in binds)
+    writable = [command[i + 1] for i, word in enumerate(command) if word == "--bind"]
+    assert writable == [str(tmp_path)], "the scratch folder is the only writable bind"
