@@ -18,14 +18,29 @@ from vlmcourse.distributed import (LaunchError, LaunchTimeout, _to_cpu, _where_s
                                    run_script)
 
 
+def _parent(pid: int) -> int:
+    # /proc/<pid>/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ")"
+    return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _is_descendant(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        pid = _parent(pid)
+    return False
+
+
 def _leftover_workers() -> list[int]:
+    """torchrun processes started by this test process (other test workers may run their own)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if b"vlm-torchrun-" in (entry / "cmdline").read_bytes():
+                if b"vlm-torchrun-" in (entry / "cmdline").read_bytes() and \
+                        _is_descendant(int(entry.name), os.getpid()):
                     found.append(int(entry.name))
-            except OSError:
+            except (OSError, ValueError, IndexError):
                 pass
     return found
 
