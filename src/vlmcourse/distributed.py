@@ -185,10 +185,18 @@ def _worker_main(folder_name: str) -> None:
         sys.stderr.flush()
         (folder / f"rank{rank}.err").write_text(f"{type(error).__name__}: {error}\n---\n{text}")
         os._exit(1)
+    # Leave without the interpreter's normal shutdown. Once every rank has saved its result and
+    # passed this barrier (so no peer still waits on a message from us), tearing down gloo/DDP
+    # objects can only go wrong: a C++ thread still joinable at exit aborts the rank
+    # ("terminate called without an active exception") although its work was done.
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        except BaseException as error:  # noqa: BLE001 (a peer died after finishing its work)
+            sys.stderr.write(f"rank {rank}: final barrier failed: {error}\n")
     sys.stdout.flush()
     sys.stderr.flush()
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    os._exit(0)
 
 
 _ENTRY = '''\
