@@ -78,7 +78,29 @@ def choose_mode(requested: str = "auto") -> str:
     if requested == "bwrap" and not bwrap_works():
         raise RuntimeError("bubblewrap is not usable here (install the `bubblewrap` package, "
                            "or pass --sandbox rlimits)")
+    if requested == "rlimits" and os.geteuid() == 0:
+        hidden = unreadable_by_others(_python_roots())
+        if hidden:
+            raise RuntimeError(
+                "--sandbox rlimits runs each kernel as an unprivileged user (uids "
+                f"{SLOT_UID_BASE}+), which cannot reach the course's Python: {', '.join(map(str, hidden))} "
+                "is not readable and searchable by other users. Install the environment in a shared, "
+                "world-readable place (e.g. a conda environment under /opt), grade as a normal user, "
+                "or use the bubblewrap sandbox.")
     return requested
+
+
+def unreadable_by_others(roots: list[Path]) -> list[Path]:
+    """The folders among ``roots`` and their parents that other users cannot enter (no o+x)."""
+    blocked = set()
+    for root in roots:
+        for folder in [root, *root.parents]:
+            try:
+                if not folder.stat().st_mode & 0o001:
+                    blocked.add(folder)
+            except OSError:
+                blocked.add(folder)
+    return sorted(blocked)
 
 
 def _python_roots() -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import socket
 import sqlite3
 import tempfile
@@ -164,3 +165,41 @@ def test_report_has_plots_and_failure_rates() -> None:
     with open(report / "test_failures.csv", newline="") as handle:
         rates = {row["test"]: row for row in csv.DictReader(handle)}
     assert "test_attention_memory_bytes" in rates and int(rates["test_attention_memory_bytes"]["failed"]) > 0
+
+
+RLIMIT_CASES = ("honest", "blank", "infinite_loop", "os_exit", "monkeypatched_checks")
+
+
+def test_rlimits_fallback_grades_like_the_bubblewrap_sandbox(tmp_path, monkeypatch) -> None:
+    """Where user namespaces are unavailable (some clusters) an instructor's grader falls back to resource
+    limits without a filesystem sandbox: scores, timeouts, crashes and tampering must come out the same.
+
+    Graded as a normal (non-root) user would: as root, the rlimits mode would run kernels as spare uids,
+    which need the Python installation to be world-readable (checked, with a clear error, below)."""
+    import autograder.sandbox as sandbox
+
+    if os.geteuid() == 0 and sandbox.unreadable_by_others(sandbox._python_roots()):
+        with pytest.raises(RuntimeError, match="cannot reach the course's Python"):
+            sandbox.choose_mode("rlimits")
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 1000)
+    source_dir, workspace = tmp_path / "source", tmp_path / "ws"
+    build_source(source_dir)
+    grader = Grader(Options(workspace=workspace, jobs=2, sandbox="rlimits", limits=LIMITS, source_dir=source_dir))
+    assert grader.mode == "rlimits"
+    grader.ensure_release(ASSIGNMENT)
+    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    cases = [c for c in CASES if c.name in RLIMIT_CASES]
+    for case in cases:
+        folder = workspace / "submitted" / case.name / ASSIGNMENT
+        folder.mkdir(parents=True)
+        case.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+    grader.run(progress=lambda message: None)
+    with open(grader.export_csv(), newline="") as handle:
+        rows = {row["student_id"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == set(RLIMIT_CASES)
+    for case in cases:
+        row = rows[case.name]
+        assert row["status"] == case.status and float(row["score"]) == case.score, f"{case.name} (rlimits): {row}"
+        assert case.reason.lower() in row["reason"].lower(), f"{case.name} (rlimits): {row}"
+        assert case.flags.lower() in row["flags"].lower(), f"{case.name} (rlimits): {row}"

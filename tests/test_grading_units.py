@@ -127,3 +127,27 @@ def test_sandbox_command_isolates_network_pids_and_files(tmp_path: Path) -> None
     assert str(tmp_path) in binds and not any(b.endswith("solutions") for b in binds)
     writable = [command[i + 1] for i, word in enumerate(command) if word == "--bind"]
     assert writable == [str(tmp_path)], "the scratch folder is the only writable bind"
+
+
+def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch, capsys) -> None:
+    """`cli collect A --zip FOLDER`: zips and loose files named by the documented pattern land in
+    submitted/<student>/<assignment>/ (with the submission time); a name that does not match is skipped."""
+    import zipfile
+
+    from autograder.collect import collect
+
+    workspace, downloads = tmp_path / "ws", tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setenv("VLM_COURSE_WORKSPACE", str(workspace))
+    notebook = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    with zipfile.ZipFile(downloads / "moodle_export.zip", "w") as archive:
+        archive.writestr("Unit 1_alice.smith_attempt_2026-11-20-09-30-00_01_attention.ipynb", notebook)
+    (downloads / "Unit 1_bob_01_attention.ipynb").write_text(notebook)
+    (downloads / "notes-from-carol.ipynb").write_text(notebook)
+    collect("01_attention", zip_folder=downloads)
+    submitted = workspace / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == ["alice.smith", "bob"]
+    alice = submitted / "alice.smith" / "01_attention"
+    assert json.loads(json.dumps(nbformat.read(alice / "01_attention.ipynb", as_version=4)))["cells"][0]["source"] == "x = 1"
+    assert (alice / "timestamp.txt").read_text().startswith("2026-11-20")
+    assert (submitted / "bob" / "01_attention" / "01_attention.ipynb").exists()
