@@ -138,6 +138,9 @@ class Result:
     recorded: str = ""            # key that was recorded in the gradebook
 
 
+SCRATCH_PATH_LIMIT = 70  # + "/slotNN/kernel/socket-N" stays within the 107 bytes of a Unix socket path
+
+
 class Grader:
     def __init__(self, options: Options):
         self.options = options
@@ -151,6 +154,12 @@ class Grader:
         if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
             os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         self.scratch = self.root / "scratch" / f"{socket.gethostname()}-{os.getpid()}"
+        if len(str(self.scratch)) > SCRATCH_PATH_LIMIT:
+            # A kernel's ZeroMQ ipc sockets live in its scratch folder and a socket path must fit in
+            # 107 bytes (sockaddr_un): a deeply nested workspace gets a short scratch folder in /tmp
+            # (traversable by the sandboxed uids, not listable).
+            self.scratch = Path(tempfile.mkdtemp(prefix="vlm-grade-", dir="/tmp" if os.path.isdir("/tmp") else None))
+            os.chmod(self.scratch, 0o711)
         self.uid_block, self._uid_lock = claim_uid_block()
         self.db_url = normalize_db_url(options.db_url) or "sqlite:///" + str(self.root / "gradebook.db")
 

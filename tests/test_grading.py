@@ -203,3 +203,24 @@ def test_rlimits_fallback_grades_like_the_bubblewrap_sandbox(tmp_path, monkeypat
         assert row["status"] == case.status and float(row["score"]) == case.score, f"{case.name} (rlimits): {row}"
         assert case.reason.lower() in row["reason"].lower(), f"{case.name} (rlimits): {row}"
         assert case.flags.lower() in row["flags"].lower(), f"{case.name} (rlimits): {row}"
+
+
+def test_a_deeply_nested_workspace_still_grades(tmp_path) -> None:
+    """Kernel sockets must fit in 107 bytes: a long workspace path moves the scratch folder to /tmp."""
+    if not bwrap_works():
+        pytest.skip("bubblewrap is not usable here")
+    source_dir, workspace = tmp_path / "source", tmp_path / ("course-workspace-" * 6) / "ws"
+    build_source(source_dir)
+    grader = Grader(Options(workspace=workspace, jobs=1, sandbox="bwrap", limits=LIMITS, source_dir=source_dir))
+    assert len(str(workspace)) > 107 and len(str(grader.scratch)) < 80
+    grader.ensure_release(ASSIGNMENT)
+    honest = next(c for c in CASES if c.name == "honest")
+    folder = workspace / "submitted" / "honest" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    honest.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+    (result,) = grader.run(progress=lambda message: None)
+    assert result.status == "graded", result
+    assert sum(t["points"] for t in result.tests.values() if t["outcome"] == "passed") == honest.score, result
+    assert not grader.scratch.exists(), "the scratch folder is removed after grading"
