@@ -31,6 +31,17 @@ LIMITS = Limits(cell_timeout=10, setup_timeout=120, total_timeout=300, memory_by
 _state: dict = {}
 
 
+def submit(grader: Grader, source_dir: Path, workspace: Path, cases) -> None:
+    """Release the mini assignment and write each case's submission into ``workspace/submitted``."""
+    grader.ensure_release(ASSIGNMENT)
+    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    for case in cases:
+        folder = workspace / "submitted" / case.name / ASSIGNMENT
+        folder.mkdir(parents=True)
+        case.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+
+
 def grade_catalogue() -> dict:
     if _state:
         return _state
@@ -49,13 +60,7 @@ def grade_catalogue() -> dict:
 
     options = Options(workspace=workspace, jobs=2, sandbox="bwrap", limits=LIMITS, source_dir=source_dir)
     grader = Grader(options)
-    grader.ensure_release(ASSIGNMENT)
-    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    for case in CASES:
-        folder = workspace / "submitted" / case.name / ASSIGNMENT
-        folder.mkdir(parents=True)
-        case.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+    submit(grader, source_dir, workspace, CASES)
     messages: list[str] = []
     results = {r.student: r for r in grader.run(progress=messages.append)}
     csv_path = grader.export_csv()
@@ -186,14 +191,8 @@ def test_rlimits_fallback_grades_like_the_bubblewrap_sandbox(tmp_path, monkeypat
     build_source(source_dir)
     grader = Grader(Options(workspace=workspace, jobs=2, sandbox="rlimits", limits=LIMITS, source_dir=source_dir))
     assert grader.mode == "rlimits"
-    grader.ensure_release(ASSIGNMENT)
-    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     cases = [c for c in CASES if c.name in RLIMIT_CASES]
-    for case in cases:
-        folder = workspace / "submitted" / case.name / ASSIGNMENT
-        folder.mkdir(parents=True)
-        case.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+    submit(grader, source_dir, workspace, cases)
     grader.run(progress=lambda message: None)
     with open(grader.export_csv(), newline="") as handle:
         rows = {row["student_id"]: row for row in csv.DictReader(handle)}
@@ -213,13 +212,8 @@ def test_a_deeply_nested_workspace_still_grades(tmp_path) -> None:
     build_source(source_dir)
     grader = Grader(Options(workspace=workspace, jobs=1, sandbox="bwrap", limits=LIMITS, source_dir=source_dir))
     assert len(str(workspace)) > 107 and len(str(grader.scratch)) < 80
-    grader.ensure_release(ASSIGNMENT)
     honest = next(c for c in CASES if c.name == "honest")
-    folder = workspace / "submitted" / "honest" / ASSIGNMENT
-    folder.mkdir(parents=True)
-    reference = source_dir / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    blank = workspace / "release" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
-    honest.make(nbformat.read(reference, as_version=4), nbformat.read(blank, as_version=4), folder)
+    submit(grader, source_dir, workspace, [honest])
     (result,) = grader.run(progress=lambda message: None)
     assert result.status == "graded", result
     assert sum(t["points"] for t in result.tests.values() if t["outcome"] == "passed") == honest.score, result

@@ -129,7 +129,7 @@ def test_sandbox_command_isolates_network_pids_and_files(tmp_path: Path) -> None
     assert writable == [str(tmp_path)], "the scratch folder is the only writable bind"
 
 
-def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch, capsys) -> None:
+def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
     """`cli collect A --zip FOLDER`: zips and loose files named by the documented pattern land in
     submitted/<student>/<assignment>/ (with the submission time); a name that does not match is skipped."""
     import zipfile
@@ -148,6 +148,6 @@ def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch, capsys) -> None:
     submitted = workspace / "submitted"
     assert sorted(p.name for p in submitted.iterdir()) == ["alice.smith", "bob"]
     alice = submitted / "alice.smith" / "01_attention"
-    assert json.loads(json.dumps(nbformat.read(alice / "01_attention.ipynb", as_version=4)))["cells"][0]["source"] == "x = 1"
+    assert nbformat.read(alice / "01_attention.ipynb", as_version=4).cells[0].source == "x = 1"
     assert (alice / "timestamp.txt").read_text().startswith("2026-11-20")
     assert (submitted / "bob" / "01_attention" / "01_attention.ipynb").exists()
