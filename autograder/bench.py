@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli import SOLUTIONS, execute
+from .base import SOLUTIONS
 from .grading import Grader, Options
 from .sandbox import Limits
+from .selfcheck import execute_with_nbclient
 
 
 def grade_time(source_dir: Path, assignment: str, students: int, jobs: int) -> float:
@@ -49,7 +50,7 @@ def main() -> None:
     plain = []
     for _ in range(args.students):
         start = time.perf_counter()
-        execute(reference)
+        execute_with_nbclient(reference)
         plain.append(time.perf_counter() - start)
     serial = grade_time(args.source_dir, args.assignment, args.students, 1)
     parallel = grade_time(args.source_dir, args.assignment, args.students, args.jobs)

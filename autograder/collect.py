@@ -19,16 +19,16 @@ import os
 import shutil
 from pathlib import Path
 
+from .base import WORKSPACE_VARIABLE, nbgrader, workspace
+
 # student ids: letters, digits, dot, dash; the file id is the notebook name without .ipynb
 FILENAME_PATTERN = (r".*?_(?P<student_id>[A-Za-z0-9.\-]+)(_attempt_(?P<timestamp>[0-9\-]+))?"
                     r"_(?P<file_id>[A-Za-z0-9_\-]+\.ipynb)$")
 
 
 def collect(assignment: str, zip_folder: Path | None = None) -> None:
-    from .cli import nbgrader, workspace
-
     root = workspace()
-    env = {"VLM_COURSE_WORKSPACE": str(root)}
+    env = {WORKSPACE_VARIABLE: str(root)}
     if zip_folder is None:
         print(nbgrader("collect", assignment, "--update", env=env).stderr[-2000:])
         return

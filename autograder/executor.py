@@ -29,7 +29,9 @@ import nbformat
 from jupyter_client import BlockingKernelClient
 from jupyter_client.connect import write_connection_file
 
+from . import cells
 from .guard import GuardClient, GuardError
+from .outcomes import CellStatus, Outcome
 from .sandbox import Limits, Sandbox, kill_tree
 from .submission import Canonical
 
@@ -38,7 +40,7 @@ MAX_ATTEMPTS = 3
 
 @dataclass
 class CellRun:
-    status: str                     # ok | error | timeout | died | flood
+    status: CellStatus
     outputs: list = field(default_factory=list)
     reply: dict | None = None
     execution_count: int | None = None
@@ -112,21 +114,22 @@ class SandboxedKernel:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def execute(self, code: str, limits: Limits, timeout: float, silent: bool = False,
-                user_expressions: dict | None = None) -> CellRun:
+    def run_code(self, code: str, limits: Limits, timeout: float, silent: bool = False,
+                 user_expressions: dict | None = None) -> CellRun:
+        """Run ``code`` in the kernel; collect its outputs within the limits, never hang."""
         assert self.client is not None
         msg_id = self.client.execute(code, silent=silent, store_history=not silent,
                                      user_expressions=user_expressions or {}, allow_stdin=False)
         deadline = time.monotonic() + timeout
-        run = CellRun(status="ok")
+        run = CellRun(status=CellStatus.OK)
         cell_bytes, idle, reply = 0, False, None
         idle_since = None
         while True:
             if time.monotonic() > deadline:
-                run.status = "timeout"
+                run.status = CellStatus.TIMEOUT
                 return run
             if not self.alive():
-                run.status = "died"
+                run.status = CellStatus.DIED
                 return run
             try:
                 message = self.client.get_iopub_msg(timeout=0.1)
@@ -145,7 +148,7 @@ class SandboxedKernel:
                     cell_bytes += size
                     self.output_total += size
                     if self.output_total > limits.total_output_bytes:
-                        run.status = "flood"
+                        run.status = CellStatus.FLOOD
                         return run
                     if cell_bytes <= limits.output_bytes and kind != "update_display_data":
                         try:
@@ -172,7 +175,7 @@ class SandboxedKernel:
         run.execution_count = reply.get("execution_count", run.execution_count)
         has_error = any(o.get("output_type") == "error" for o in run.outputs)
         if reply.get("status") != "ok" or has_error:
-            run.status = "error"
+            run.status = CellStatus.ERROR
         return run
 
     def stop(self) -> None:
@@ -215,7 +218,7 @@ def error_output(name: str, message: str) -> nbformat.NotebookNode:
 @dataclass
 class TestOutcome:
     grade_id: str
-    outcome: str        # passed | failed | timeout | died | flood | void | not run
+    outcome: Outcome
     detail: str = ""
 
 
@@ -232,9 +235,9 @@ class Execution:
 
 def _guard_call(kernel: SandboxedKernel, guard: GuardClient, action: str, cell: str | None,
                 limits: Limits) -> dict:
-    run = kernel.execute("", limits, timeout=60, silent=True,
+    run = kernel.run_code("", limits, timeout=60, silent=True,
                          user_expressions={"g": guard.expression(action, cell)})
-    if run.status in ("timeout", "died", "flood") or run.reply is None:
+    if run.status in (CellStatus.TIMEOUT, CellStatus.DIED, CellStatus.FLOOD) or run.reply is None:
         raise KernelFailure(run.status, f"guard call {action} failed ({run.status})")
     value = run.reply.get("user_expressions", {}).get("g", {})
     if value.get("status") != "ok":
@@ -254,7 +257,7 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        tests: dict[str, TestOutcome] = {gid: TestOutcome(gid, "not run") for gid in canonical.tests.values()}
+        tests: dict[str, TestOutcome] = {gid: TestOutcome(gid, Outcome.NOT_RUN) for gid in canonical.tests.values()}
         flags: list[str] = []
         kernel = SandboxedKernel(sandbox, scratch)
         failed_at = None
@@ -262,9 +265,9 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
             kernel.start()
             result.kernel_started = True
             guard = GuardClient()
-            install = kernel.execute(guard.install_code(), limits, timeout=60, silent=True)
+            install = kernel.run_code(guard.install_code(), limits, timeout=60, silent=True)
             try:
-                if install.status != "ok":
+                if install.status != CellStatus.OK:
                     raise KernelFailure("died", "the grader's guard could not be installed")
                 _guard_call_install(kernel, guard, limits)
             except (KernelFailure, GuardError) as error:   # before any student code: the grader's fault
@@ -279,7 +282,7 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                 if index in skipped:
                     cell.outputs = [error_output("GraderSkipped", skipped[index])]
                     if gid:
-                        tests[gid] = TestOutcome(gid, skipped[index].split(":")[0], skipped[index])
+                        tests[gid] = TestOutcome(gid, Outcome(skipped[index].split(":")[0]), skipped[index])
                     continue
                 if index in canonical.setup:
                     _guard_call(kernel, guard, "mark", None, limits)
@@ -288,9 +291,9 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                     flags += [f"tampering undone before {gid}: {p}" for p in before["problems"]]
                 per_cell = limits.setup_timeout if index in canonical.setup else limits.cell_timeout
                 timeout = min(per_cell, max(1.0, notebook_deadline - time.monotonic()))
-                run = kernel.execute(cell.source, limits, timeout=timeout)
+                run = kernel.run_code(cell.source, limits, timeout=timeout)
                 cell.outputs, cell.execution_count = run.outputs, run.execution_count
-                if run.status in ("timeout", "died", "flood"):
+                if run.status in (CellStatus.TIMEOUT, CellStatus.DIED, CellStatus.FLOOD):
                     failed_at = (index, run.status)
                     break
                 if index in canonical.setup:
@@ -304,14 +307,14 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                     flags += [f"{gid} void: {v}" for v in void]
                     cell.outputs.append(error_output(
                         "GraderIntegrityError", "this test's verdict cannot be trusted: " + "; ".join(void)))
-                    tests[gid] = TestOutcome(gid, "void", "; ".join(void))
-                elif run.status == "error":
+                    tests[gid] = TestOutcome(gid, Outcome.VOID, "; ".join(void))
+                elif run.status == CellStatus.ERROR:
                     if not any(o.get("output_type") == "error" for o in cell.outputs):
                         cell.outputs.append(error_output("GraderError", "the test failed but its error was hidden"))
                     error = next(o for o in cell.outputs if o.get("output_type") == "error")
-                    tests[gid] = TestOutcome(gid, "failed", f"{error.get('ename')}: {error.get('evalue', '')}"[:300])
+                    tests[gid] = TestOutcome(gid, Outcome.FAILED, f"{error.get('ename')}: {error.get('evalue', '')}"[:300])
                 else:
-                    tests[gid] = TestOutcome(gid, "passed")
+                    tests[gid] = TestOutcome(gid, Outcome.PASSED)
         except GuardError as error:
             flags.append(f"grader guard failed: {error}")
             failed_at = failed_at or ("guard", str(error))
@@ -331,8 +334,8 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
         index, status = failed_at
         if not isinstance(index, int):          # guard failure: tests from here on are void
             for gid, outcome in tests.items():
-                if outcome.outcome == "not run":
-                    tests[gid] = TestOutcome(gid, "void", f"grader guard failed: {status}")
+                if outcome.outcome == Outcome.NOT_RUN:
+                    tests[gid] = TestOutcome(gid, Outcome.VOID, f"grader guard failed: {status}")
             result.incidents.append(f"grader guard failed ({status}); remaining tests void")
             break
         reason = {"timeout": f"timeout: cell {index} exceeded its time limit",
@@ -348,16 +351,16 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
     # Fail closed: a test that did not pass under the grader's eyes carries an error, so nbgrader
     # gives it 0 whatever its outputs say.
     for index, gid in canonical.tests.items():
-        outcome = result.tests.get(gid, TestOutcome(gid, "not run"))
+        outcome = result.tests.get(gid, TestOutcome(gid, Outcome.NOT_RUN))
         cell = result.notebook.cells[index]
-        if outcome.outcome != "passed" and not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+        if outcome.outcome != Outcome.PASSED and not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
             cell.outputs = list(cell.get("outputs", [])) + [
                 error_output("GraderNotGraded", f"this test was not graded: {outcome.outcome} {outcome.detail}".strip())]
     return result
 
 
 def _guard_call_install(kernel: SandboxedKernel, guard: GuardClient, limits: Limits) -> None:
-    run = kernel.execute("", limits, timeout=120, silent=True, user_expressions={"g": guard.install_expression()})
+    run = kernel.run_code("", limits, timeout=120, silent=True, user_expressions={"g": guard.install_expression()})
     value = (run.reply or {}).get("user_expressions", {}).get("g", {})
     if value.get("status") != "ok":
         raise KernelFailure("died", f"the grader's guard could not be installed: {value.get('evalue', run.status)}")
@@ -365,9 +368,8 @@ def _guard_call_install(kernel: SandboxedKernel, guard: GuardClient, limits: Lim
 
 
 def _cell_label(cell, index: int) -> str:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    if meta.get("grade_id"):
-        return meta["grade_id"]
+    if cells.grade_id(cell):
+        return cells.grade_id(cell)
     first = next((line for line in cell.source.splitlines() if line.strip()), "")
     return f"code: {first[:40]}"
 

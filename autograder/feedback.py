@@ -17,22 +17,13 @@ import re
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+from .cells import BEGIN_HIDDEN as BEGIN
+from .cells import END_HIDDEN as END
+from .cells import hidden_lines, is_test
+
 PLACEHOLDER = "# (hidden tests: run by the grader, not shown)"
 REDACTED = "[hidden test line]"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def hidden_lines(source: str) -> list[str]:
-    lines, inside = [], False
-    for line in source.splitlines():
-        if BEGIN in line:
-            inside = True
-        elif END in line:
-            inside = False
-        elif inside and len(line.strip()) >= 6:
-            lines.append(line.strip())
-    return lines
 
 
 def strip_hidden(source: str) -> str:
@@ -56,17 +47,12 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
-def is_test_cell(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return cell.get("cell_type") == "code" and bool(meta.get("grade")) and not meta.get("solution")
-
-
 def redact_notebook(nb):
-    secrets = [line for cell in nb.cells if is_test_cell(cell) for line in hidden_lines(cell.source)]
+    secrets = [line for cell in nb.cells if is_test(cell) for line in hidden_lines(cell.source)]
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
             continue
-        test = is_test_cell(cell)
+        test = is_test(cell)
         if test:
             cell.source = strip_hidden(cell.source)
         for output in cell.get("outputs", []):

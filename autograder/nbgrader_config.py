@@ -13,9 +13,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 WORKSPACE = os.path.abspath(os.environ.get("VLM_COURSE_WORKSPACE", os.path.join(HERE, "workspace")))
 
+import sys  # noqa: E402
+
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+from autograder.base import COURSE_ID, KERNEL  # noqa: E402
+
 c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
-c.CourseDirectory.course_id = "vlm-course"
+c.CourseDirectory.course_id = COURSE_ID
 c.CourseDirectory.root = WORKSPACE
 c.CourseDirectory.source_directory = os.path.join(REPO, "solutions")
 c.CourseDirectory.release_directory = "release"
@@ -31,15 +37,11 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Notebooks train small models: allow long cells, but never hang forever.
 c.Execute.timeout = 600
 c.Execute.interrupt_on_timeout = True
-c.Execute.kernel_name = "vlm-course"
+c.Execute.kernel_name = KERNEL
 
 # ---------------------------------------------------------------------------------------- grading
 # (autograder/grading.py drives nbgrader's converters itself; these settings make nbgrader's own
 # commands, e.g. `nbgrader generate_feedback`, behave the same way.)
-import sys  # noqa: E402
-
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 from autograder.collect import FILENAME_PATTERN  # noqa: E402
 from autograder.feedback import RedactHiddenTests  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402

@@ -36,7 +36,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .base import REPO
+
 SLOT_UID_BASE = 61000   # unprivileged uids used for kernels when the grader runs as root (61000-62023)
 
 

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import nbformat
 
-KERNEL = "vlm-course"
+from .base import KERNEL, KERNEL_DISPLAY_NAME
+from .cells import GRADING_KEYS, is_locked, is_setup, is_solution
+from .cells import nbgrader_meta as meta
 
 
 class Ungradable(Exception):
@@ -42,24 +44,6 @@ class Canonical:
     setup: set[int] = field(default_factory=set)        # indices of trusted setup cells
     tests: dict[int, str] = field(default_factory=dict)  # index of each test cell -> grade_id
     student_sources: list[str] = field(default_factory=list)
-
-
-def meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
-def is_setup(cell) -> bool:
-    return cell.get("cell_type") == "code" and "setup" in cell.get("metadata", {}).get("tags", [])
-
-
-def is_solution(cell) -> bool:
-    return bool(meta(cell).get("solution"))
-
-
-def is_locked(cell) -> bool:
-    """Cells whose content the source dictates: tests, read-only cells (not solution cells)."""
-    m = meta(cell)
-    return bool(m.get("grade_id")) and not m.get("solution") and (m.get("grade") or m.get("locked"))
 
 
 def _norm(text: str) -> str:
@@ -156,13 +140,13 @@ def canonicalize(student: nbformat.NotebookNode, source: nbformat.NotebookNode,
                 if gid in release_by_id and meta(cell).get("grade_id") and \
                         _norm(cell.source) not in (_norm(release_by_id[gid].source), _norm(original.source)):
                     notes.append(f"test cell {gid} was edited; original restored")
-                if meta(cell) and any(meta(cell).get(k) != meta(original).get(k) for k in ("grade", "solution", "points", "locked")):
+                if meta(cell) and any(meta(cell).get(k) != meta(original).get(k) for k in GRADING_KEYS):
                     notes.append(f"grading metadata of {gid} was changed; restored")
                 cells.append(_fresh(original))
             else:
                 fixed = _fresh(original) if original.cell_type == cell.get("cell_type") else _fresh(original)
                 fixed.source = cell.source
-                if any(meta(cell).get(k) != meta(original).get(k) for k in ("grade", "solution", "points", "locked")):
+                if any(meta(cell).get(k) != meta(original).get(k) for k in GRADING_KEYS):
                     notes.append(f"grading metadata of {gid} was changed; restored")
                 cells.append(fixed)
                 student_sources.append(cell.source)
@@ -210,7 +194,7 @@ def canonicalize(student: nbformat.NotebookNode, source: nbformat.NotebookNode,
 
     notebook = nbformat.v4.new_notebook()
     notebook.metadata = {"kernelspec": source.metadata.get("kernelspec", {"name": KERNEL, "language": "python",
-                                                                          "display_name": "Python (VLM course)"}),
+                                                                          "display_name": KERNEL_DISPLAY_NAME}),
                          "language_info": {"name": "python"}}
     for number, cell in enumerate(cells):
         cell["id"] = f"cell-{number}"

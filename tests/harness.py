@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from autograder.cli import COURSE, REPO, SOLUTIONS, assignments
+from autograder.base import COURSE, REPO, SOLUTIONS, assignments
+from autograder.cells import grade_id, kind, nbgrader_meta
 
 MISTAKES = REPO / "tests" / "mistakes"
 
@@ -24,28 +25,6 @@ def student_path(assignment: str) -> Path:
 
 def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
-
-
-def nbgrader_meta(cell: nbformat.NotebookNode) -> dict:
-    return cell.metadata.get("nbgrader", {})
-
-
-def kind(cell: nbformat.NotebookNode) -> str:
-    """'setup', 'exercise', 'test' or 'other' (see docs/authoring.md)."""
-    meta = nbgrader_meta(cell)
-    if cell.cell_type != "code":
-        return "other"
-    if meta.get("solution"):
-        return "exercise"
-    if meta.get("grade"):
-        return "test"
-    if "setup" in cell.metadata.get("tags", []):
-        return "setup"
-    return "other"
-
-
-def grade_id(cell: nbformat.NotebookNode) -> str | None:
-    return nbgrader_meta(cell).get("grade_id")
 
 
 def graded_cells(notebook: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:

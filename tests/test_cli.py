@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from autograder.cli import check_notebook
+from autograder.selfcheck import check_notebook
 from harness import student_path
 
 

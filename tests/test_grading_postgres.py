@@ -74,7 +74,7 @@ def postgres():
 def test_two_graders_write_concurrently_to_postgresql(postgres: str) -> None:
     from nbgrader.api import Gradebook
 
-    from autograder.grading import normalize_db_url
+    from autograder.gradebook import normalize_db_url
 
     tmp = Path(tempfile.mkdtemp(prefix="grading-pg-"))
     source = tmp / "source"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from autograder.cli import assignments
+from autograder.base import assignments
 from harness import all_mistakes, exercise_ids, load_mistakes, read, reference_path, run_graded_tests
 
 MISTAKES = all_mistakes()

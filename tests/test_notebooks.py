@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from autograder.cli import assignments, generate_release, nbgrader
+from autograder.base import assignments, nbgrader
+from autograder.release import generate_release
 from harness import (asserts_without_message, exercise_ids, kind, load_mistakes, read, reference_path,
                      student_path, graded_cells)
 

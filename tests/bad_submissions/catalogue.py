@@ -15,6 +15,8 @@ from typing import Callable
 
 import nbformat
 
+from autograder.cells import grade_id, is_setup
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "solutions" / "01_attention" / "01_attention.ipynb"
 ASSIGNMENT = "mini"
@@ -25,15 +27,11 @@ POINTS = {"test_softmax": 2, "test_masked_softmax": 3, "test_scaled_dot_product_
 FULL = sum(POINTS.values())
 
 
-def grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def build_source(folder: Path) -> Path:
     """Write the mini assignment's source notebook (solutions + hidden tests) under ``folder``."""
     module = nbformat.read(MODULE, as_version=4)
     keep = set(EXERCISES) | {f"test_{e}" for e in EXERCISES}
-    cells = [c for c in module.cells if "setup" in c.metadata.get("tags", []) or grade_id(c) in keep]
+    cells = [c for c in module.cells if is_setup(c) or grade_id(c) in keep]
     notebook = nbformat.v4.new_notebook(cells=cells, metadata=module.metadata)
     path = folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,104 @@
+"""Recording: the grader's results go into nbgrader's gradebook, ``autograded/``, the feedback
+HTML and ``grades.csv``. Nothing here executes learner code; it runs in the grader's process,
+serially, through nbgrader's own converters (``Autograde`` with execution switched off,
+``GenerateFeedback`` with hidden tests redacted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .base import COURSE_ID, nbgrader_config
+from .outcomes import Status
+from .results import Result, stored_results
+
+CSV_FIELDS = ["assignment", "student_id", "status", "score", "max_score", "reason", "flags", "notes",
+              "timestamp", "graded_at", "seconds"]
+
+
+def normalize_db_url(url: str | None) -> str | None:
+    """``postgresql://`` means the pinned driver, psycopg2 (SQLAlchemy 2.1 would pick psycopg 3)."""
+    if url and url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def default_db_url(root: Path) -> str:
+    return "sqlite:///" + str(root / "gradebook.db")
+
+
+class Recorder:
+    """Writes results of the workspace ``root`` into its gradebook (``db_url``) and files."""
+
+    def __init__(self, root: Path, source: Path, db_url: str, feedback: bool = True) -> None:
+        self.root, self.source, self.db_url, self.feedback = root, source, db_url, feedback
+
+    def record(self, result: Result) -> None:
+        """Write one executed submission into the gradebook and its feedback."""
+        from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+        from nbgrader.api import Gradebook, MissingEntry
+        from nbgrader.converters import Autograde, GenerateFeedback
+        from nbgrader.coursedir import CourseDirectory
+        from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, LimitOutput,
+                                            SaveAutoGrades)
+
+        from .feedback import RedactHiddenTests
+
+        assignment, student = result.assignment, result.student
+        if result.status == Status.UNGRADABLE:
+            with Gradebook(self.db_url, COURSE_ID) as gradebook:
+                with contextlib.suppress(MissingEntry):
+                    gradebook.remove_submission(assignment, student)
+            for folder in ("autograded", "feedback", "executed"):
+                shutil.rmtree(self.root / folder / student / assignment, ignore_errors=True)
+            return
+        config = nbgrader_config(self.root, self.db_url, self.source, **{
+            "CourseDirectory.submitted_directory": "executed",
+            "Autograde.sanitize_preprocessors": [CheckCellMetadata],
+            "Autograde.autograde_preprocessors": [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata],
+            "GenerateFeedback.preprocessors": [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor],
+        })
+        coursedir = CourseDirectory(config=config)
+        coursedir.assignment_id, coursedir.student_id = assignment, student
+        app = Autograde(coursedir=coursedir, config=config)
+        app.force, app.create_student = True, True
+        app.log.setLevel(logging.ERROR)
+        app.start()
+        if self.feedback:
+            feedback = GenerateFeedback(coursedir=coursedir, config=config)
+            feedback.force = True
+            feedback.log.setLevel(logging.ERROR)
+            feedback.start()
+
+    def export_csv(self, path: Path | None = None) -> Path:
+        """``grades.csv``: one row per submission, its status and why (never a silent 0)."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        path = path or self.root / "grades.csv"
+        rows = []
+        with Gradebook(self.db_url, COURSE_ID) as gradebook:
+            for result in stored_results(self.root):
+                score = max_score = timestamp = ""
+                if result.status != Status.UNGRADABLE:
+                    try:
+                        submission = gradebook.find_submission(result.assignment, result.student)
+                        score, max_score = submission.score, submission.max_score
+                        timestamp = submission.timestamp or ""
+                    except MissingEntry:
+                        result.reason = (result.reason + "; " if result.reason else "") + "not recorded yet: rerun"
+                rows.append({"assignment": result.assignment, "student_id": result.student, "status": result.status,
+                             "score": score, "max_score": max_score, "reason": result.reason,
+                             "flags": " | ".join(result.flags), "notes": " | ".join(result.notes),
+                             "timestamp": timestamp, "graded_at": result.graded_at, "seconds": result.seconds})
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(handle.name, path)
+        return path
