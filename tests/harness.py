@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,14 +84,109 @@ class Mistake:
         return f"{self.assignment}: {self.name}"
 
 
+REQUIRED_KEYS = ("name", "cell", "find", "message")
+OPTIONAL_KEYS = ("replace", "fails")
+
+
+class MistakesFileError(ValueError):
+    """A mistakes file that breaks the rules of docs/authoring.md ("The mistakes file")."""
+
+
+def own_test(notebook: nbformat.NotebookNode, exercise: str) -> str:
+    """The grade id of the exercise's own test: the first graded test cell after the exercise cell
+    ``exercise``, in notebook order (other exercise cells may sit in between)."""
+    cells = notebook.cells
+    index = next((i for i, c in enumerate(cells) if kind(c) == "exercise" and grade_id(c) == exercise), None)
+    if index is None:
+        raise LookupError(f"no exercise cell '{exercise}'")
+    test = next((grade_id(c) for c in cells[index + 1:] if kind(c) == "test"), None)
+    if test is None:
+        raise LookupError(f"no graded test cell after the exercise cell '{exercise}'")
+    return test
+
+
+def comment_spans(source: str) -> list[tuple[int, int]]:
+    """Character ranges [start, end) of the ``#`` comments of the Python ``source``."""
+    line_starts = [0]
+    for line in io.StringIO(source).readlines():   # the lines tokenize counts rows by
+        line_starts.append(line_starts[-1] + len(line))
+
+    def offset(row: int, column: int) -> int:
+        return line_starts[row - 1] + column
+
+    return [(offset(*token.start), offset(*token.end))
+            for token in tokenize.generate_tokens(io.StringIO(source).readline)
+            if token.type == tokenize.COMMENT]
+
+
+def find_touches_a_comment(source: str, find: str) -> str | None:
+    """The first comment that an occurrence of ``find`` in ``source`` overlaps, or None."""
+    spans = comment_spans(source)
+    start = source.find(find)
+    while find and start != -1:
+        end = start + len(find)
+        for comment_start, comment_end in spans:
+            if comment_start < end and start < comment_end:
+                return source[comment_start:comment_end]
+        start = source.find(find, start + 1)
+    return None
+
+
+def parse_mistakes(path: Path, notebook: nbformat.NotebookNode, assignment: str) -> list[Mistake]:
+    """The mistakes of the file ``path`` for the reference ``notebook``; MistakesFileError names the file
+    and the entry that breaks a rule: a missing or unknown key, a wrong type, an unknown exercise cell,
+    a ``find`` that overlaps a comment (rewording a comment must never break a test)."""
+    shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(entries, list):
+        raise MistakesFileError(f"{shown}: expected a list of mistakes, got {type(entries).__name__}")
+    exercises = {grade_id(c): c.source for c in notebook.cells if kind(c) == "exercise"}
+    mistakes = []
+    for number, entry in enumerate(entries, start=1):
+        label = f"{shown}, entry {number}"
+        if not isinstance(entry, dict):
+            raise MistakesFileError(f"{label}: expected a mapping of {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+        if isinstance(entry.get("name"), str):
+            label += f" ('{entry['name']}')"
+        unknown = sorted(set(entry) - set(REQUIRED_KEYS + OPTIONAL_KEYS), key=str)
+        if unknown:
+            raise MistakesFileError(f"{label}: unknown key(s) {unknown}; allowed: "
+                                    f"{', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+        missing = [key for key in REQUIRED_KEYS if key not in entry]
+        if missing:
+            raise MistakesFileError(f"{label}: missing key(s) {missing}")
+        for key in REQUIRED_KEYS + ("replace",):
+            if key in entry and not isinstance(entry[key], str):
+                raise MistakesFileError(f"{label}: '{key}' must be a string, got {type(entry[key]).__name__}")
+        if not entry["find"]:
+            raise MistakesFileError(f"{label}: 'find' is empty")
+        if entry["cell"] not in exercises:
+            raise MistakesFileError(f"{label}: no exercise cell '{entry['cell']}' in the reference notebook "
+                                    f"(exercises: {', '.join(exercises)})")
+        comment = find_touches_a_comment(exercises[entry["cell"]], entry["find"])
+        if comment is not None:
+            raise MistakesFileError(f"{label}: 'find' overlaps the comment {comment!r} of cell "
+                                    f"'{entry['cell']}'; match code only")
+        if "fails" in entry:
+            fails = entry["fails"]
+            if not (isinstance(fails, list) and fails and all(isinstance(f, str) for f in fails)):
+                raise MistakesFileError(f"{label}: 'fails' must be a non-empty list of test grade ids")
+        else:
+            try:
+                fails = [own_test(notebook, entry["cell"])]
+            except LookupError as error:
+                raise MistakesFileError(f"{label}: 'fails' omitted and {error}") from None
+        mistakes.append(Mistake(assignment=assignment, name=entry["name"], cell=entry["cell"],
+                                find=entry["find"], replace=entry.get("replace", ""), fails=tuple(fails),
+                                message=entry["message"]))
+    return mistakes
+
+
 def load_mistakes(assignment: str) -> list[Mistake]:
     path = MISTAKES / f"{assignment}.yaml"
     if not path.exists():
         return []
-    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    return [Mistake(assignment=assignment, name=e["name"], cell=e["cell"], find=e["find"],
-                    replace=e.get("replace", ""), fails=tuple(e["fails"]), message=e["message"])
-            for e in entries]
+    return parse_mistakes(path, read(reference_path(assignment)), assignment)
 
 
 def all_mistakes() -> list[Mistake]:
