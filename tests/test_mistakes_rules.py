@@ -8,7 +8,7 @@ import nbformat
 import pytest
 import yaml
 
-from autograder.cli import assignments
+from autograder.base import assignments
 from harness import MistakesFileError, load_mistakes, own_test, parse_mistakes
 
 EXERCISE = '''def double(x):

@@ -18,7 +18,9 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
-KERNELSPEC = {"name": "vlm-course", "display_name": "Python (VLM course)", "language": "python"}
+sys.path.insert(0, str(REPO))  # run as a script from any folder: the course's packages must import
+from autograder.base import KERNELSPEC  # noqa: E402  (one definition of the course kernel)
+
 LANGUAGE_INFO = {"name": "python"}
 # Cell metadata keys worth keeping; editors add others (collapsed, scrolled, execution, ...).
 KEPT_CELL_KEYS = ("nbgrader", "tags", "deletable", "editable")
