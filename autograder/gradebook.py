@@ -14,8 +14,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from nbgrader.preprocessors import SaveAutoGrades
+from traitlets import Dict
+
 from .base import COURSE_ID, nbgrader_config
-from .outcomes import Status
+from .outcomes import Outcome, Status
 from .results import Result, stored_results
 
 CSV_FIELDS = ["assignment", "student_id", "status", "score", "max_score", "reason", "flags", "notes",
@@ -33,6 +36,37 @@ def default_db_url(root: Path) -> str:
     return "sqlite:///" + str(root / "gradebook.db")
 
 
+def awarded_points(result: Result) -> dict[str, float]:
+    """The grader's verdict per test: its points if it passed under the grader's eyes, else 0."""
+    return {gid: float(test["points"]) if test["outcome"] == Outcome.PASSED else 0.0
+            for gid, test in result.tests.items()}
+
+
+class RecordError(RuntimeError):
+    """The gradebook does not say what the grader decided (nothing is exported as if it did)."""
+
+
+class SaveGraderVerdicts(SaveAutoGrades):
+    """nbgrader's ``SaveAutoGrades`` with one change: a test cell's score is the grader's verdict.
+
+    nbgrader scores a test cell from its outputs (0 for any stderr, a number shown by the cell as
+    partial credit), which a learner's code controls: a correct function that emits a warning would
+    lose its points, and one that calls ``sys.displayhook(1.0)`` before failing would gain some.
+    Here outputs never decide."""
+
+    verdicts = Dict(help="grade_id -> points awarded by the grader").tag(config=True)
+
+    def _add_score(self, cell, resources) -> None:
+        gid = cell.metadata["nbgrader"]["grade_id"]
+        if gid not in self.verdicts:
+            super()._add_score(cell, resources)
+            return
+        grade = self.gradebook.find_grade(gid, self.notebook_id, self.assignment_id, self.student_id)
+        grade.auto_score = self.verdicts[gid]
+        grade.needs_manual_grade = grade.manual_score is not None
+        self.gradebook.db.commit()
+
+
 class Recorder:
     """Writes results of the workspace ``root`` into its gradebook (``db_url``) and files."""
 
@@ -45,8 +79,7 @@ class Recorder:
         from nbgrader.api import Gradebook, MissingEntry
         from nbgrader.converters import Autograde, GenerateFeedback
         from nbgrader.coursedir import CourseDirectory
-        from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, LimitOutput,
-                                            SaveAutoGrades)
+        from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, GetGrades, LimitOutput
 
         from .feedback import RedactHiddenTests
 
@@ -61,7 +94,9 @@ class Recorder:
         config = nbgrader_config(self.root, self.db_url, self.source, **{
             "CourseDirectory.submitted_directory": "executed",
             "Autograde.sanitize_preprocessors": [CheckCellMetadata],
-            "Autograde.autograde_preprocessors": [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata],
+            "Autograde.autograde_preprocessors": [LimitOutput, SaveGraderVerdicts, AssignLatePenalties,
+                                                  CheckCellMetadata],
+            "SaveGraderVerdicts.verdicts": awarded_points(result),
             "GenerateFeedback.preprocessors": [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor],
         })
         coursedir = CourseDirectory(config=config)
@@ -70,11 +105,26 @@ class Recorder:
         app.force, app.create_student = True, True
         app.log.setLevel(logging.ERROR)
         app.start()
+        self.check_recorded(result)
         if self.feedback:
             feedback = GenerateFeedback(coursedir=coursedir, config=config)
             feedback.force = True
             feedback.log.setLevel(logging.ERROR)
             feedback.start()
+
+    def check_recorded(self, result: Result) -> None:
+        """Raise unless the gradebook holds exactly the grader's points for every test of ``result``."""
+        from nbgrader.api import Gradebook
+
+        wanted = awarded_points(result)
+        with Gradebook(self.db_url, COURSE_ID) as gradebook:
+            submission = gradebook.find_submission(result.assignment, result.student)
+            recorded = {grade.name: grade.auto_score for notebook in submission.notebooks for grade in notebook.grades
+                        if grade.name in wanted}
+        wrong = {gid: (recorded.get(gid), points) for gid, points in wanted.items() if recorded.get(gid) != points}
+        if wrong:
+            raise RecordError(f"the gradebook disagrees with the grader for {result.student}/{result.assignment}: "
+                              + ", ".join(f"{g}: {r} recorded, {p} awarded" for g, (r, p) in wrong.items()))
 
     def export_csv(self, path: Path | None = None) -> Path:
         """``grades.csv``: one row per submission, its status and why (never a silent 0)."""

@@ -216,6 +216,22 @@ def always_equal(reference, blank, folder):
                        "    return Anything(1)"), folder)
 
 
+CORRECT_SOFTMAX = ("    shifted = x - x.amax(dim=dim, keepdim=True)\n    exp = shifted.exp()\n"
+                   "    return exp / exp.sum(dim=dim, keepdim=True)")
+
+
+def warns_but_correct(reference, blank, folder):
+    # right answers whose code emits a warning: nbgrader alone gives 0 to any test cell with stderr
+    write(replace_body(reference, "softmax", "    import warnings\n"
+                       "    warnings.warn('softmax: a harmless note', UserWarning)\n" + CORRECT_SOFTMAX), folder)
+
+
+def displayhook_then_fail(reference, blank, folder):
+    # shows a number as the test cell's result (nbgrader alone reads it as partial credit), then is wrong
+    write(replace_body(reference, "attention_memory_bytes", "    import sys\n    sys.displayhook(2.0)\n"
+                       + WRONG_MEMORY), folder)
+
+
 def escapes_sandbox(reference, blank, folder):
     """Reads solutions/, the source, another student, the repository, /etc/shadow; writes the
     gradebook and grades.csv; connects to a server on the grader's loopback."""
@@ -267,6 +283,10 @@ CASES = [
          "graded", FULL - 2, flags="IPython AST transformers"),
     Case("always_equal", "returns an int whose __eq__ is always True", always_equal, "graded", FULL - 2,
          flags="Anything"),
+    Case("warns_but_correct", "correct code that emits a UserWarning in every test that calls it",
+         warns_but_correct, "graded", FULL),
+    Case("displayhook_then_fail", "sys.displayhook(2.0), then a wrong answer", displayhook_then_fail, "graded",
+         FULL - 2),
     Case("escapes_sandbox", "reads solutions/, hidden tests, another student, /etc/shadow; writes the gradebook; "
          "opens a network connection", escapes_sandbox, "graded", FULL,
          outputs_must=[f"BLOCKED {p}" for p in ("solutions", "source-dir", "other-student", "repository", "shadow",
