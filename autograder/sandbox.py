@@ -128,6 +128,15 @@ def _limits_preexec(limits: Limits):
     return apply
 
 
+SANDBOX_HOSTNAME = "sandbox"
+SANDBOX_HOSTS = f"127.0.0.1\tlocalhost {SANDBOX_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def hosts_file(scratch: Path) -> Path:
+    """The ``/etc/hosts`` a sandboxed kernel sees: beside its scratch folder, not inside it."""
+    return scratch.with_name(scratch.name + ".hosts")
+
+
 @dataclass
 class Sandbox:
     """How to launch a kernel for one submission."""
@@ -141,9 +150,11 @@ class Sandbox:
         return SLOT_UID_BASE + self.slot if os.geteuid() == 0 else None
 
     def prepare(self, scratch: Path) -> None:
-        """Create the scratch folder (home, tmp) writable by the kernel's user only."""
+        """Create the scratch folder (home, tmp) writable by the kernel's user only, and the hosts
+        file of the sandbox (beside it, the grader's: the kernel cannot change it)."""
         for sub in ("home", "tmp"):
             (scratch / sub).mkdir(parents=True, exist_ok=True)
+        hosts_file(scratch).write_text(SANDBOX_HOSTS, encoding="utf-8")
         if self.uid is not None and self.mode != "none":
             for path in (scratch, scratch / "home", scratch / "tmp"):
                 os.chown(path, self.uid, self.uid)
@@ -154,7 +165,11 @@ class Sandbox:
             "PATH": f"{Path(sys.prefix) / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "HOME": str(scratch / "home"), "TMPDIR": str(scratch / "tmp"),
             "MPLBACKEND": "Agg", "MPLCONFIGDIR": str(scratch / "home"), "PYTHONDONTWRITEBYTECODE": "1",
-            "LANG": "C.UTF-8", "OMP_NUM_THREADS": os.environ.get("VLM_COURSE_KERNEL_THREADS", "1"),
+            "LANG": "C.UTF-8",
+            # the helper package of this checkout, the one the sandbox mounts (an editable install of
+            # another checkout would point the kernel at files it cannot see)
+            "PYTHONPATH": str(REPO / "src"),
+            "OMP_NUM_THREADS": os.environ.get("VLM_COURSE_KERNEL_THREADS", "1"),
             "MKL_NUM_THREADS": os.environ.get("VLM_COURSE_KERNEL_THREADS", "1"),
             "VLM_COURSE_DEVICE": "cpu", "NBGRADER_EXECUTION": "autograde", "JPY_SESSION_NAME": "submission",
         }
@@ -170,9 +185,11 @@ class Sandbox:
         if self.mode != "bwrap":
             return argv
         wrapper = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
-                   "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox",
+                   "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", SANDBOX_HOSTNAME,
                    "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-                   "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]
+                   "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+                   # torchrun and gloo resolve the host name: it must name the sandbox's own loopback
+                   "--ro-bind", str(hosts_file(scratch)), "/etc/hosts"]
         for link in ("bin", "lib", "lib64", "sbin"):
             target = Path("/") / link
             if target.is_symlink():
