@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vlmcourse import get_device, seed_everything  # noqa: E402
+from vlmcourse import get_device, seed_everything, setup_notebook  # noqa: E402
 from vlmcourse.plotting import plot_curves, show_heatmap, show_heatmaps  # noqa: E402
 from vlmcourse.training import accuracy, minibatches, run_steps  # noqa: E402
 from vlmcourse.widgets import attention_explorer, draw_attention_scene  # noqa: E402
@@ -28,6 +28,24 @@ def test_seed_everything_is_reproducible():
     generator = seed_everything(3)
     assert torch.equal(a, torch.randn(4))
     assert torch.equal(torch.randn(2, generator=generator), torch.randn(2, generator=seed_everything(3)))
+
+
+def test_setup_notebook_seeds_sets_threads_and_reports_time(capsys):
+    threads = torch.get_num_threads()
+    try:
+        clock = setup_notebook(seed=3)
+        assert torch.get_num_threads() == 1
+        assert "e-" not in str(torch.tensor([1e-6]))  # no scientific notation
+        first = torch.randn(4)
+        setup_notebook(seed=3, threads=None)
+        assert torch.get_num_threads() == 1
+        assert torch.equal(first, torch.randn(4))
+        line = clock.report()
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_printoptions(profile="default")
+    assert line.startswith("This notebook ran in ") and "s of CPU time" in line
+    assert capsys.readouterr().out == line + "\n"
 
 
 def test_heatmaps_and_curves_draw():
