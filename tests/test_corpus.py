@@ -1,10 +1,9 @@
-"""Unit tests for vlmcourse.corpus: the offline text corpus, tokenizers and LM batches."""
+"""Unit tests for vlmcourse.corpus: the offline text corpus, the character tokenizer and LM batches."""
 
 import pytest
 import torch
 
-from vlmcourse.corpus import (UNKNOWN, CharVocab, WordVocab, eval_windows, lm_batch, python_docs_text,
-                              split_ids)
+from vlmcourse.corpus import UNKNOWN, CharVocab, eval_windows, lm_batch, python_docs_text, split_ids
 
 
 def test_corpus_is_real_deterministic_english():
@@ -23,14 +22,6 @@ def test_char_vocab_round_trip_and_unknown():
     full = CharVocab("hello world")
     assert full.decode(full.encode("hello")) == "hello"
     assert full.encode("x").tolist() == [0]
-
-
-def test_word_vocab():
-    vocab = WordVocab("The cat, the dog. The end", max_size=4)
-    assert vocab.itos[0] == "<unk>" and vocab.itos[1] == "the"
-    assert vocab.vocab_size == 4
-    assert vocab.decode(vocab.encode("the the")) == "the the"
-    assert vocab.encode("zebra").tolist() == [0]
 
 
 def test_split_ids():

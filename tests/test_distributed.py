@@ -14,8 +14,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from vlmcourse.distributed import (LaunchError, LaunchTimeout, _to_cpu, _where_stuck, launch,
-                                   run_script)
+from vlmcourse.distributed import LaunchError, LaunchTimeout, _to_cpu, _where_stuck, launch
 
 
 def _parent(pid: int) -> int:
@@ -53,6 +52,13 @@ def _sum_of_ranks(scale: float) -> dict:
             "port_env": os.environ["MASTER_PORT"]}
 
 
+def _fails_on_rank_one() -> str:
+    if dist.get_rank() == 1:
+        raise ValueError("shards have unequal sizes")
+    dist.barrier()
+    return "unreachable"
+
+
 def _deadlock() -> None:
     buffer = torch.zeros(2)
     dist.recv(buffer, src=1 - dist.get_rank())  # every rank receives first: nobody ever sends
@@ -71,16 +77,8 @@ def test_launch_returns_per_rank_results_and_output(capsys: pytest.CaptureFixtur
 
 
 def test_failing_rank_is_reported_with_its_message() -> None:
-    source = """
-        import torch.distributed as dist
-        from vlmcourse.distributed import save_result
-        if dist.get_rank() == 1:
-            raise ValueError("shards have unequal sizes")
-        dist.barrier()
-        save_result("unreachable")
-    """
     with pytest.raises(LaunchError) as caught:
-        run_script(source, nproc=2)
+        launch(_fails_on_rank_one, nproc=2)
     message = str(caught.value)
     assert "rank 1 raised ValueError: shards have unequal sizes" in message
     assert not isinstance(caught.value, LaunchTimeout)

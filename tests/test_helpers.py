@@ -8,9 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vlmcourse import get_device, seed_everything  # noqa: E402
+from vlmcourse import get_device, seed_everything, setup_notebook  # noqa: E402
 from vlmcourse.plotting import plot_curves, show_heatmap, show_heatmaps  # noqa: E402
-from vlmcourse.training import accuracy, minibatches, run_steps  # noqa: E402
+from vlmcourse.training import accuracy, minibatches, run_steps, train_classifier  # noqa: E402
 from vlmcourse.widgets import attention_explorer, draw_attention_scene  # noqa: E402
 
 
@@ -28,6 +28,24 @@ def test_seed_everything_is_reproducible():
     generator = seed_everything(3)
     assert torch.equal(a, torch.randn(4))
     assert torch.equal(torch.randn(2, generator=generator), torch.randn(2, generator=seed_everything(3)))
+
+
+def test_setup_notebook_seeds_sets_threads_and_reports_time(capsys):
+    threads = torch.get_num_threads()
+    try:
+        clock = setup_notebook(seed=3)
+        assert torch.get_num_threads() == 1
+        assert "e-" not in str(torch.tensor([1e-6]))  # no scientific notation
+        first = torch.randn(4)
+        setup_notebook(seed=3, threads=None)
+        assert torch.get_num_threads() == 1
+        assert torch.equal(first, torch.randn(4))
+        line = clock.report()
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_printoptions(profile="default")
+    assert line.startswith("This notebook ran in ") and "s of CPU time" in line
+    assert capsys.readouterr().out == line + "\n"
 
 
 def test_heatmaps_and_curves_draw():
@@ -80,3 +98,32 @@ def test_accuracy_counts_argmax_matches():
     inputs = torch.eye(4)
     labels = torch.tensor([0, 1, 2, 0])
     assert accuracy(lambda batch: batch, inputs, labels, batch_size=3) == 0.75
+
+
+def _tiny_classifier(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+
+
+def test_train_classifier_is_reproducible_and_takes_a_custom_loss():
+    labels = torch.arange(60) % 3
+    images = labels[:, None, None, None] + 0.3 * torch.randn(60, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    runs = []
+    for _ in range(2):
+        model = _tiny_classifier(0)
+        history = train_classifier(model, images, labels, images, labels, steps=30, batch_size=16,
+                                   lr=0.05, eval_every=10, seed=4, progress=False)
+        runs.append((history, model))
+    (first, model), (second, _) = runs
+    assert len(first["loss"]) == 30 and len(first["eval"]) == 3
+    assert first == second and not model.training
+    assert sum(first["loss"][-10:]) / 10 < 0.75 * first["loss"][0]  # it learns
+    calls = []
+
+    def loss_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    custom = train_classifier(_tiny_classifier(0), images, labels, images, labels, steps=30, batch_size=16,
+                              lr=0.05, eval_every=10, seed=4, loss_fn=loss_fn, progress=False)
+    assert custom == first and calls == [(16, 1, 4, 4)] * 30

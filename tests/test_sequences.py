@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vlmcourse.sequences import (BOS, EOS, PAD, CharTokenizer, encode_pairs, exact_match, make_pairs,
-                                 pad_sequences, tokenizer_for, train_test_pairs)
+from vlmcourse.sequences import (BOS, EOS, PAD, CharTokenizer, encode_pairs, exact_match, make_pairs, pad_rows,
+                                 tokenizer_for, train_test_pairs)
 
 
 def test_tokenizer_round_trip_and_specials():
@@ -63,9 +63,10 @@ def test_encode_pairs_padding():
     assert tok.decode(tgt[1, 1:]) == "dcba"
 
 
-def test_pad_sequences_and_exact_match():
-    assert pad_sequences([[5], [6, 7]], length=3).tolist() == [[5, PAD, PAD], [6, 7, PAD]]
-    assert pad_sequences([[5], [6, 7]]).dtype == torch.long
-    with pytest.raises(ValueError):
-        pad_sequences([[1, 2, 3]], length=2)
+def test_pad_rows_and_exact_match():
+    assert pad_rows([[5], [6, 7]], max_len=3).tolist() == [[5, PAD, PAD], [6, 7, PAD]]
+    assert pad_rows([[5], [6, 7]]).dtype == torch.long
+    assert pad_rows([[1, 2], [3]], pad=9).tolist() == [[1, 2], [3, 9]]
+    assert pad_rows([(1, 2, 3), [4]], 0, 2).tolist() == [[1, 2], [4, 0]]  # longer rows are cut
+    assert pad_rows([]).shape == (0, 0)
     assert exact_match(["ab", "c"], ["ab", "d"]) == 0.5

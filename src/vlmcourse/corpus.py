@@ -1,4 +1,4 @@
-"""A real English text corpus available offline, tokenizers and language-model batches (module 04).
+"""An offline English text corpus, a character tokenizer and language-model batches (module 04).
 
 The corpus is derived at run time from Python's standard library: ``pydoc_data.topics`` holds the
 text of the Python language reference shown by ``help()`` (about 460 000 characters of English prose
@@ -16,7 +16,6 @@ from typing import Sequence
 import torch
 
 UNKNOWN = "\x00"  # the character that replaces rare characters in the char-level vocabulary
-_WORD = re.compile(r"[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]")
 
 
 def python_docs_text() -> str:
@@ -51,31 +50,6 @@ class CharVocab:
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         return "".join(self.itos[int(i)] for i in ids)
-
-
-class WordVocab:
-    """Word-level tokenizer: words, numbers and single punctuation marks; the ``max_size - 1`` most
-    frequent tokens are kept, the rest map to ``<unk>`` (id 0). Decoding joins tokens with spaces."""
-
-    def __init__(self, text: str, max_size: int = 5000) -> None:
-        counts = Counter(self.split(text))
-        kept = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: max_size - 1]]
-        self.itos: list[str] = ["<unk>"] + kept
-        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
-
-    @staticmethod
-    def split(text: str) -> list[str]:
-        return _WORD.findall(text.lower())
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.itos)
-
-    def encode(self, text: str) -> torch.Tensor:
-        return torch.tensor([self.stoi.get(w, 0) for w in self.split(text)], dtype=torch.long)
-
-    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
-        return " ".join(self.itos[int(i)] for i in ids)
 
 
 def split_ids(ids: torch.Tensor, val_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:

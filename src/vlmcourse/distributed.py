@@ -21,7 +21,6 @@ Robust on shared machines:
 
 The functions are shipped with ``cloudpickle`` rather than as source text, so the same call works in a
 Jupyter kernel, under nbgrader autograde and in a plain ``exec`` of the notebook's cells.
-``run_script(source)`` runs a source string as a module instead (``python script.py`` style).
 """
 
 from __future__ import annotations
@@ -50,11 +49,7 @@ __all__ = [
     "LaunchError",
     "LaunchTimeout",
     "launch",
-    "run_script",
-    "rank_device",
     "default_backend",
-    "save_result",
-    "set_seed",
 ]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
@@ -88,29 +83,6 @@ def default_backend(nproc: int | None = None) -> str:
     if torch.cuda.is_available() and torch.cuda.device_count() >= (nproc or 1):
         return "nccl"
     return "gloo"
-
-
-def rank_device() -> torch.device:
-    """The device of this rank: ``cuda:LOCAL_RANK`` under NCCL, else the CPU."""
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def set_seed(seed: int) -> torch.Generator:
-    """Seed torch on this rank (same seed on every rank unless you add the rank yourself)."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def save_result(value: Any) -> None:
-    """From a script run by :func:`run_script`: hand ``value`` back to the caller for this rank."""
-    folder = os.environ.get("VLM_COURSE_LAUNCH_DIR")
-    if folder is None:
-        raise RuntimeError("save_result() only works inside a script started by vlmcourse.distributed")
-    _save(Path(folder), int(os.environ["RANK"]), value)
 
 
 def _to_cpu(value: Any) -> Any:
@@ -171,14 +143,7 @@ def _worker_main(folder_name: str) -> None:
             options = cloudpickle.load(handle)
         _init_process_group(options["backend"], options["op_timeout"])
         (folder / f"rank{rank}.ready").touch()
-        if options["kind"] == "function":
-            result = options["fn"](**options["kwargs"])
-            _save(folder, rank, result)
-        else:
-            import runpy
-
-            sys.argv = [str(folder / "learner_script.py"), *options["args"]]
-            runpy.run_path(str(folder / "learner_script.py"), run_name="__main__")
+        _save(folder, rank, options["fn"](**options["kwargs"]))
     except BaseException as error:  # noqa: BLE001 (reported to the caller, then the rank exits)
         text = traceback.format_exc()
         sys.stderr.write(text)
@@ -293,11 +258,10 @@ def _stop(proc: subprocess.Popen, run: _Run) -> None:
         time.sleep(0.05)
 
 
-def _environment(nproc: int, folder: Path) -> dict[str, str]:
+def _environment() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun would set it (with a warning) for nproc > 1
     env["PYTHONUNBUFFERED"] = "1"
-    env["VLM_COURSE_LAUNCH_DIR"] = str(folder)
     env["VLM_COURSE_LAUNCHER_PID"] = str(os.getpid())
     # The ranks import what the caller can import (functions of importable modules travel by name).
     paths = [_PACKAGE_ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -379,7 +343,7 @@ def _run(run: _Run, options: dict[str, Any], *, timeout: float, echo: bool) -> l
                f"--nproc-per-node={run.nproc}", "--max-restarts=0", str(entry)]
     agent_log = folder / "torchrun.log"
     with open(agent_log, "w") as agent_out:
-        proc = subprocess.Popen(command, cwd=folder, env=_environment(run.nproc, folder),
+        proc = subprocess.Popen(command, cwd=folder, env=_environment(),
                                 stdin=subprocess.DEVNULL, stdout=agent_out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
@@ -416,9 +380,10 @@ def launch(fn: Callable[..., Any], nproc: int = 2, *, timeout: float = 60.0,
            backend: str | None = None, echo: bool = True, **kwargs: Any) -> list[Any]:
     """Run ``fn(**kwargs)`` on ``nproc`` ranks under ``torchrun``; return the per-rank results.
 
-    Inside ``fn`` the default process group is initialised: use ``dist.get_rank()``,
-    ``dist.get_world_size()`` and :func:`rank_device`. Whatever ``fn`` returns (tensors, dicts,
-    lists, numbers) comes back, on the CPU, as ``results[rank]``.
+    Inside ``fn`` the default process group is initialised: use ``dist.get_rank()`` and
+    ``dist.get_world_size()``; under NCCL each rank's current CUDA device is ``cuda:LOCAL_RANK``.
+    Whatever ``fn`` returns (tensors, dicts, lists, numbers) comes back, on the CPU, as
+    ``results[rank]``.
 
     ``timeout`` limits the work once every rank has joined the process group (start-up has its own
     generous limit); past it the ranks are stopped and :class:`LaunchTimeout` says where each one
@@ -428,23 +393,8 @@ def launch(fn: Callable[..., Any], nproc: int = 2, *, timeout: float = 60.0,
     if nproc < 1:
         raise ValueError("nproc must be at least 1")
     backend = backend or default_backend(nproc)
-    options = {"kind": "function", "fn": fn, "kwargs": kwargs, "backend": backend,
+    options = {"fn": fn, "kwargs": kwargs, "backend": backend,
                "op_timeout": max(timeout, 1.0) + 30.0}
     with tempfile.TemporaryDirectory(prefix="vlm-torchrun-") as folder:
         return _run(_Run(Path(folder), nproc), options, timeout=timeout, echo=echo)
 
-
-def run_script(source: str, nproc: int = 2, *, args: tuple[str, ...] = (), timeout: float = 60.0,
-               backend: str | None = None, echo: bool = True) -> list[Any]:
-    """Write ``source`` to a module in a temporary folder and run it on ``nproc`` ranks.
-
-    The process group is initialised before the module runs (as :func:`launch` does). A script may
-    call :func:`save_result` to hand a value back; the per-rank values are returned (``None`` for a
-    rank that saved nothing).
-    """
-    backend = backend or default_backend(nproc)
-    options = {"kind": "script", "args": list(args), "backend": backend,
-               "op_timeout": max(timeout, 1.0) + 30.0}
-    with tempfile.TemporaryDirectory(prefix="vlm-torchrun-") as folder:
-        (Path(folder) / "learner_script.py").write_text(textwrap.dedent(source))
-        return _run(_Run(Path(folder), nproc), options, timeout=timeout, echo=echo)

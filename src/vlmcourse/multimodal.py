@@ -13,7 +13,8 @@ only holds the parts around it that several notebooks need and that are not the 
 - ``train_causal_lm``: next-token pretraining of a ``TinyLM`` on token ids (padding ignored).
 - ``greedy_generate``: greedy decoding with any "logits of the next token" function.
 - Text formats: ``format_chat`` (LLaVA's conversation template) and ``fewshot_episode``
-  (Flamingo's interleaved image-text sequences), plus ``bleu`` for caption scores.
+  (Flamingo's interleaved image-text sequences), plus ``bleu`` for caption scores. Batches of such
+  id lists are padded with ``vlmcourse.sequences.pad_rows``.
 """
 
 from __future__ import annotations
@@ -279,16 +280,6 @@ def format_chat(turns: Sequence[dict], tokenizer: Tokenizer) -> tuple[list[int],
     return ids, is_response
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad: int, max_len: int | None = None) -> torch.Tensor:
-    """Right-pad (and truncate to ``max_len``) lists of ints into a (n, L) long tensor."""
-    length = max(len(r) for r in rows) if max_len is None else max_len
-    out = torch.full((len(rows), length), pad, dtype=torch.long)
-    for i, r in enumerate(rows):
-        r = list(r)[:length]
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
-
-
 FEWSHOT_TASKS: tuple[str, ...] = ("colour", "shape", "size")
 
 
@@ -338,5 +329,5 @@ def bleu(candidates: Sequence[str], references: Sequence[str], max_n: int = 4) -
 __all__ = [
     "CELL_CLASSES", "FEWSHOT_TASKS", "IGNORE_INDEX", "TinyLM", "TinyVisionEncoder", "bleu", "causal_mask",
     "cell_targets", "cosine_with_warmup", "encode_images", "fewshot_answer", "fewshot_episode", "format_chat",
-    "greedy_generate", "next_token_loss", "pad_rows", "pretrain_vision_encoder", "train_causal_lm",
+    "greedy_generate", "next_token_loss", "pretrain_vision_encoder", "train_causal_lm",
 ]

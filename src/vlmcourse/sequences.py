@@ -1,4 +1,5 @@
-"""Synthetic sequence-to-sequence tasks and a tiny character tokenizer (module 03).
+"""Synthetic sequence-to-sequence tasks and a tiny character tokenizer (module 03), and ``pad_rows``,
+the padding of token-id lists into a batch that modules 03, 12 and 13 share.
 
 Everything is generated on the fly from a seed: no download, identical on every machine.
 
@@ -118,22 +119,24 @@ def train_test_pairs(task: str, n_train: int, n_test: int, *, min_len: int = 4, 
     return train, test
 
 
-def pad_sequences(sequences: Sequence[Sequence[int]], length: int | None = None) -> torch.Tensor:
-    """Stack id lists into a (count, length) long tensor, right-padded with PAD."""
-    width = max((len(s) for s in sequences), default=0) if length is None else length
-    out = torch.full((len(sequences), width), PAD, dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        if len(ids) > width:
-            raise ValueError(f"sequence of length {len(ids)} does not fit in {width}")
-        out[row, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
+def pad_rows(rows: Sequence[Sequence[int]], pad: int = PAD, max_len: int | None = None) -> torch.Tensor:
+    """Stack id lists into a (count, width) long tensor, right-padded with ``pad``.
+
+    The width is the longest row's length, or ``max_len`` when given (longer rows are then cut to it).
+    """
+    width = max((len(r) for r in rows), default=0) if max_len is None else max_len
+    out = torch.full((len(rows), width), pad, dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids = list(row)[:width]
+        out[index, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
     return out
 
 
 def encode_pairs(pairs: Sequence[tuple[str, str]],
                  tokenizer: CharTokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     """Source ids (count, S) and target ids (count, T) = BOS target EOS, both right-padded with PAD."""
-    sources = pad_sequences([tokenizer.encode(s) for s, _ in pairs])
-    targets = pad_sequences([tokenizer.encode(t, bos=True, eos=True) for _, t in pairs])
+    sources = pad_rows([tokenizer.encode(s) for s, _ in pairs])
+    targets = pad_rows([tokenizer.encode(t, bos=True, eos=True) for _, t in pairs])
     return sources, targets
 
 
