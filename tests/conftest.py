@@ -1,10 +1,5 @@
-"""Shared test setup: the repository on sys.path, a non-interactive matplotlib, quiet threads."""
+"""Shared test setup: a non-interactive matplotlib (imports come from pyproject's pythonpath)."""
 
 import os
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("MPLBACKEND", "Agg")

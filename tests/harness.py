@@ -12,7 +12,7 @@ import nbformat
 import yaml
 
 from autograder.base import COURSE, REPO, SOLUTIONS, assignments
-from autograder.cells import grade_id, kind, nbgrader_meta
+from autograder.cells import grade_id, kind
 
 MISTAKES = REPO / "tests" / "mistakes"
 

@@ -1,1 +1,1 @@
-"""The catalogue of bad submissions (see catalogue.py) used by tests/test_grading*.py."""
+"""The catalogue of bad submissions (see catalogue.py) used by tests/grading/."""

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from vlmcourse.datasets import (CIFAR10_FOLDER, CIFAR10_MEAN, CIFAR10_STD, balanced_subset,
-                                load_cifar10, load_digits_split, random_shift)
+from vlmcourse.datasets import (
+    CIFAR10_FOLDER,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    balanced_subset,
+    load_cifar10,
+    load_digits_split,
+    random_shift,
+)
 
 
 def test_digits_split_shapes_and_types() -> None:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import torch
 
-from vlmcourse.multimodal import (FEWSHOT_TASKS, TinyLM, TinyVisionEncoder, bleu, causal_mask, cell_targets,
-                                  fewshot_answer, fewshot_episode, format_chat, greedy_generate, next_token_loss,
-                                  train_causal_lm)
+from vlmcourse.multimodal import (
+    FEWSHOT_TASKS,
+    TinyLM,
+    TinyVisionEncoder,
+    bleu,
+    causal_mask,
+    cell_targets,
+    fewshot_answer,
+    fewshot_episode,
+    format_chat,
+    greedy_generate,
+    next_token_loss,
+    train_causal_lm,
+)
 from vlmcourse.world import World, get_tokenizer
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {"autograder": REPO / "autograder", "vlmcourse": REPO / "src" / "vlmcourse"}
 # The kernel side of the guard is read as text and run inside the learner's kernel, never imported.
 NOT_MODULES = {"autograder.kernel_guard", "autograder.nbgrader_config"}
@@ -34,8 +34,9 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:   # relative: ``from . import x`` / ``from .base import x``, one level per dot
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
         found |= {t for t in targets if t in known and t != name}
     return found

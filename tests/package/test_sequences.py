@@ -3,8 +3,18 @@
 import pytest
 import torch
 
-from vlmcourse.sequences import (BOS, EOS, PAD, CharTokenizer, encode_pairs, exact_match, make_pairs, pad_rows,
-                                 tokenizer_for, train_test_pairs)
+from vlmcourse.sequences import (
+    BOS,
+    EOS,
+    PAD,
+    CharTokenizer,
+    encode_pairs,
+    exact_match,
+    make_pairs,
+    pad_rows,
+    tokenizer_for,
+    train_test_pairs,
+)
 
 
 def test_tokenizer_round_trip_and_specials():

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAME = "99_scaffold_check"
 SOLUTION = "    return x / x.norm(dim=dim, keepdim=True)"
 MISTAKE = {"name": "divided by the norm of the whole tensor", "cell": "l2_normalize",
@@ -55,7 +55,7 @@ def run_in(copy: Path, *args: str) -> subprocess.CompletedProcess:
 def module_tests(copy: Path, report: Path) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
     """Run the module's tests in ``copy``; return the run and {test name: passed/failed/skipped}."""
     run = run_in(copy, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={report}",
-                 "tests/test_notebooks.py", "tests/test_mistakes.py", "-k", NAME)
+                 "tests/course/test_notebooks.py", "tests/course/test_mistakes.py", "-k", NAME)
     outcomes = {}
     for case in ElementTree.parse(report).iter("testcase"):
         failed = case.find("failure") is not None or case.find("error") is not None

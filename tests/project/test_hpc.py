@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HPC = REPO / "hpc"
 SCRIPTS = sorted([*HPC.glob("*.sh"), *HPC.glob("*.sbatch")])
 
@@ -87,4 +87,5 @@ def test_two_nodes_on_loopback_train_in_step(tmp_path: Path) -> None:
     assert ranks[0]["param_checksum"] == pytest.approx(ranks[1]["param_checksum"], rel=1e-9), \
         "the replicas on the two nodes diverged"
     losses = ranks[0]["losses"]
-    assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, f"no learning: {losses[:3]} ... {losses[-3:]}"
+    assert len(losses) == 40 and sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, \
+        f"no learning: {losses[:3]} ... {losses[-3:]}"

@@ -3,7 +3,7 @@
 Each mistake in tests/mistakes/<assignment>.yaml is substituted into the reference solution; the
 graded tests that follow it are run (setup + exercise + test cells, outside a kernel) and at least
 one of its `fails` tests (by default the exercise's own test, see harness.own_test) must fail with a
-message containing the expected words. The rules of the file itself: tests/test_mistakes_rules.py.
+message containing the expected words. The rules of the file itself: tests/course/test_mistakes_rules.py.
 """
 
 from __future__ import annotations

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bad_submissions.catalogue import build_source, cell_of, grade_id
 
 from autograder.feedback import PLACEHOLDER, REDACTED, redact_notebook
 from autograder.guard import GuardClient, GuardError, static_flags
 from autograder.sandbox import Limits, Sandbox
 from autograder.submission import Ungradable, canonicalize, find_notebook, read_notebook
-from bad_submissions.catalogue import build_source, cell_of, grade_id
 
 _cache: dict = {}
 
@@ -34,7 +34,8 @@ def test_honest_notebook_is_unchanged_and_test_cells_are_found() -> None:
     source, release = notebooks()
     canonical = canonicalize(source, source, release)
     assert canonical.notes == []
-    assert sorted(canonical.tests.values()) == sorted(g for g in map(grade_id, source.cells) if g and g.startswith("test_"))
+    test_ids = [g for g in map(grade_id, source.cells) if g and g.startswith("test_")]
+    assert sorted(canonical.tests.values()) == sorted(test_ids)
     assert len(canonical.setup) == 1
 
 
@@ -51,7 +52,8 @@ def test_deleted_duplicated_and_edited_tests_are_repaired_with_notes() -> None:
     assert "test_valid_lens_to_mask was edited" in text
     ids = [grade_id(c) for c in canonical.notebook.cells if grade_id(c)]
     assert ids == [grade_id(c) for c in source.cells if grade_id(c)], "same graded structure as the source"
-    assert cell_of(canonical.notebook, "test_valid_lens_to_mask").source == cell_of(source, "test_valid_lens_to_mask").source
+    restored = cell_of(canonical.notebook, "test_valid_lens_to_mask")
+    assert restored.source == cell_of(source, "test_valid_lens_to_mask").source
 
 
 def test_edited_setup_cell_is_restored() -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bad_submissions.catalogue import ASSIGNMENT, CASES, build_source, grade_id
 
 from autograder.grading import Grader, Options
 from autograder.report import write_report
 from autograder.sandbox import Limits, bwrap_works
-from bad_submissions.catalogue import ASSIGNMENT, CASES, build_source, grade_id
 
 pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.notebook]
 LIMITS = Limits(cell_timeout=10, setup_timeout=120, total_timeout=300, memory_bytes=3 * 2 ** 30, processes=96,

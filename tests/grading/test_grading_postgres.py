@@ -20,11 +20,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from bad_submissions.catalogue import ASSIGNMENT, FULL, build_source, replace_body, WRONG_MEMORY
+from bad_submissions.catalogue import ASSIGNMENT, FULL, WRONG_MEMORY, build_source, replace_body
 
 pytestmark = [pytest.mark.xdist_group("grading"), pytest.mark.notebook]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def postgres_bin() -> Path | None:

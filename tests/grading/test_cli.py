@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from harness import student_path
 
 from autograder.selfcheck import check_notebook
-from harness import student_path
 
 
 def test_self_check_lists_each_test_with_reason_and_points(capsys: pytest.CaptureFixture[str]) -> None:
