@@ -8,11 +8,13 @@ KERNEL := vlm-course
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help env start test test-fast course check grade report clean-workspace
+.PHONY: help env start test test-fast lint course check grade report clean-workspace
 
 help:
 	@echo "make start              open the course in JupyterLab (creates the environment if needed)"
-	@echo "make test               run every test (creates the environment if needed)"
+	@echo "make test               run every test (creates the environment if needed), lint first"
+	@echo "make test-fast          the tests that execute no notebook (a few minutes), lint first"
+	@echo "make lint               ruff, configured in pyproject.toml"
 	@echo "make course             regenerate the student notebooks in course/ from solutions/"
 	@echo "make check NB=path      self-check one notebook: which tests pass, which fail and why"
 	@echo "make grade              instructor: grade every submission (parallel, sandboxed, resumable):"
@@ -35,8 +37,14 @@ $(STAMP): requirements.txt pyproject.toml
 start: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=course
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: lint
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not notebook" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 course: $(STAMP)
 	$(PY) -m autograder.cli generate

@@ -46,7 +46,8 @@ def _grade_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", action="append", dest="students", help="grade only this student (repeatable)")
     parser.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="parallel kernels (default: cores)")
     parser.add_argument("--sandbox", choices=["auto", "bwrap", "rlimits", "none"], default="auto")
-    parser.add_argument("--db-url", help="gradebook URL (default sqlite in the workspace; postgresql://... for several graders)")
+    parser.add_argument("--db-url", help="gradebook URL (default sqlite in the workspace; "
+                        "postgresql://... for several graders)")
     parser.add_argument("--force", action="store_true", help="grade again even submissions that did not change")
     parser.add_argument("--shard", help="I/N: grade only shard I of N of the students (SLURM job arrays)")
     parser.add_argument("--no-record", dest="record", action="store_false", help="execute only; record later")

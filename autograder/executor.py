@@ -312,7 +312,8 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                     if not any(o.get("output_type") == "error" for o in cell.outputs):
                         cell.outputs.append(error_output("GraderError", "the test failed but its error was hidden"))
                     error = next(o for o in cell.outputs if o.get("output_type") == "error")
-                    tests[gid] = TestOutcome(gid, Outcome.FAILED, f"{error.get('ename')}: {error.get('evalue', '')}"[:300])
+                    message = f"{error.get('ename')}: {error.get('evalue', '')}"[:300]
+                    tests[gid] = TestOutcome(gid, Outcome.FAILED, message)
                 else:
                     tests[gid] = TestOutcome(gid, Outcome.PASSED)
         except GuardError as error:
@@ -353,9 +354,10 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
     for index, gid in canonical.tests.items():
         outcome = result.tests.get(gid, TestOutcome(gid, Outcome.NOT_RUN))
         cell = result.notebook.cells[index]
-        if outcome.outcome != Outcome.PASSED and not any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
-            cell.outputs = list(cell.get("outputs", [])) + [
-                error_output("GraderNotGraded", f"this test was not graded: {outcome.outcome} {outcome.detail}".strip())]
+        has_error = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+        if outcome.outcome != Outcome.PASSED and not has_error:
+            note = f"this test was not graded: {outcome.outcome} {outcome.detail}".strip()
+            cell.outputs = list(cell.get("outputs", [])) + [error_output("GraderNotGraded", note)]
     return result
 
 

@@ -5,8 +5,15 @@
 # once. It is a real file so that editors, linters and the duplicate finder see it. It must stay
 # self-contained: everything it uses is imported inside the function (the kernel has nothing else).
 def _vlm_install_guard(KEY, NAME, PREFIXES):
-    import builtins, sys, hmac, hashlib, json, types, dataclasses
-    import numpy, torch
+    import builtins
+    import hashlib
+    import hmac
+    import json
+    import sys
+    import types
+
+    import numpy
+    import torch
     try:
         import vlmcourse.checks  # noqa: F401
     except Exception:
@@ -20,7 +27,6 @@ def _vlm_install_guard(KEY, NAME, PREFIXES):
     _subclasses = type.__dict__["__subclasses__"]
     _hmac_new, _sha256, _dumps = hmac.new, hashlib.sha256, json.dumps
     MISSING = object()
-    FunctionType = types.FunctionType
     SUSPICIOUS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__",
                   "__torch_function__", "__torch_dispatch__", "__array_ufunc__", "__array_function__",
                   "__instancecheck__", "__subclasscheck__", "__float__", "__int__", "__index__"}

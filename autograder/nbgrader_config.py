@@ -42,10 +42,11 @@ c.Execute.kernel_name = KERNEL
 # ---------------------------------------------------------------------------------------- grading
 # (autograder/grading.py drives nbgrader's converters itself; these settings make nbgrader's own
 # commands, e.g. `nbgrader generate_feedback`, behave the same way.)
-from autograder.collect import FILENAME_PATTERN  # noqa: E402
-from autograder.feedback import RedactHiddenTests  # noqa: E402
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import GetGrades  # noqa: E402
+
+from autograder.collect import FILENAME_PATTERN  # noqa: E402
+from autograder.feedback import RedactHiddenTests  # noqa: E402
 
 # Feedback never shows hidden tests, nor the failing line of a hidden assert.
 c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]

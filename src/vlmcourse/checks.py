@@ -11,7 +11,7 @@ replaces ``torch.allclose`` or ``torch.Tensor.__eq__`` cannot change what these 
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch

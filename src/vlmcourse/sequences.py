@@ -15,7 +15,7 @@ Token ids 0, 1, 2 are the specials ``PAD``, ``BOS`` and ``EOS``; characters foll
 from __future__ import annotations
 
 import random
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

@@ -8,7 +8,7 @@ re-implements the bookkeeping. ``train_classifier`` is the given image-classifie
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn as nn

@@ -6,7 +6,7 @@ functions are separate from the widgets so they can be tested and reused without
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt

@@ -88,8 +88,8 @@ The API above is stable: other modules (CLIP, SigLIP, CoCa, Flamingo, LLaVA, DET
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 
@@ -257,10 +257,13 @@ CASES = [
     Case("honest", "the reference solution", honest, "graded", FULL),
     Case("blank", "the untouched release", untouched, "graded", 0),
     Case("one_mistake", "an honest mistake", one_mistake, "graded", FULL - 2),
-    Case("malformed_json", "truncated notebook JSON", malformed_json, "ungradable", None, reason="malformed notebook JSON"),
-    Case("wrong_file_name", "notebook saved under another name", wrong_file_name, "graded", FULL, notes="submitted as"),
+    Case("malformed_json", "truncated notebook JSON", malformed_json, "ungradable", None,
+         reason="malformed notebook JSON"),
+    Case("wrong_file_name", "notebook saved under another name", wrong_file_name, "graded", FULL,
+         notes="submitted as"),
     Case("deleted_test", "a test cell deleted", deleted_test, "graded", FULL, notes="test_softmax was deleted"),
-    Case("duplicated_test", "a test cell duplicated", duplicated_test, "graded", FULL, notes="duplicate of test_softmax"),
+    Case("duplicated_test", "a test cell duplicated", duplicated_test, "graded", FULL,
+         notes="duplicate of test_softmax"),
     Case("edited_test", "wrong code, its test cell emptied", edited_test, "graded", FULL - 2 - 3 - 4,
          notes="test_softmax was edited"),
     Case("flipped_metadata", "test cell flipped to a solution cell, exercise to 100 points", flipped_metadata,
