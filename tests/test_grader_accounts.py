@@ -54,3 +54,38 @@ def test_grading_carries_the_submission_secret_into_the_executed_copy(tmp_path: 
     grading.carry_submission_files(submitted, executed)
     assert (executed / "submission_secret.txt").read_text() == "s3cret"
     assert (executed / "timestamp.txt").exists()
+
+
+def test_collect_from_the_exchange_leaves_submissions_private_to_the_grader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real exchange round trip on one account: release, submit (nbgrader makes the inbound copy
+    # 0777), collect with the course's configuration; the collected folder must be the grader's alone.
+    import stat
+    import subprocess
+    import sys
+
+    from autograder.base import COURSE_ID, WORKSPACE_VARIABLE, assignments, nbgrader
+
+    assignment = assignments()[0]
+    exchange, workspace, home = tmp_path / "exchange", tmp_path / "ws", tmp_path / "home"
+    home.mkdir()
+    (home / "nbgrader_config.py").write_text(f"c = get_config()\nc.Exchange.root = {str(exchange)!r}\n"
+                                             f"c.CourseDirectory.course_id = {COURSE_ID!r}\n")
+    env = {WORKSPACE_VARIABLE: str(workspace), "NBGRADER_CONFIG_DIRS": str(home), "JUPYTER_CONFIG_DIR": str(home)}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    nbgrader("generate_assignment", assignment, "--force", "--CourseDirectory.release_directory=release",
+             f"--Exchange.root={exchange}")
+    nbgrader("release_assignment", assignment, "--force", f"--Exchange.root={exchange}")
+    student = tmp_path / "student"
+    student.mkdir()
+    run = dict(cwd=student, capture_output=True, text=True, check=True,
+               env={**os.environ, "HOME": str(home), "NBGRADER_CONFIG_DIRS": str(home)})
+    nb = [sys.executable, "-m", "nbgrader"]
+    subprocess.run(nb + ["fetch_assignment", assignment, f"--course={COURSE_ID}", f"--Exchange.root={exchange}"], **run)
+    subprocess.run(nb + ["submit", assignment, f"--course={COURSE_ID}", f"--Exchange.root={exchange}"], **run)
+    nbgrader("collect", assignment, "--update", f"--Exchange.root={exchange}")
+    collected = next((workspace / "submitted").glob(f"*/{assignment}"))
+    for path in [collected.parent, collected, *collected.rglob("*")]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert not mode & 0o077, f"{path.relative_to(workspace)} is mode {oct(mode)}: others may read or change it"
