@@ -27,8 +27,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (VLM course)"
-	# Learners get nbgrader's student tools; the instructor tools stay off in this environment.
-	$(VENV)/bin/jupyter labextension disable --level=sys_prefix nbgrader:formgrader nbgrader:create-assignment >/dev/null
+	# Learners get nbgrader's student tools; the instructor tools stay off in this environment (the
+	# grader service turns the formgrader back on in its own configuration, autograder/deploy/).
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:formgrader @jupyter/nbgrader:create-assignment >/dev/null
+	# JupyterLab >= 4.1 lets a user re-enable a disabled plugin unless it is also locked.
+	$(VENV)/bin/jupyter labextension lock --level=sys_prefix @jupyter/nbgrader:formgrader @jupyter/nbgrader:create-assignment >/dev/null
 	$(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null
 	touch $@
 
