@@ -8,7 +8,7 @@ KERNEL := vlm-course
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help env start test test-fast course check grade report clean-workspace
+.PHONY: help env start test test-fast course check grade report clean-workspace hub hub-stop
 
 help:
 	@echo "make start              open the course in JupyterLab (creates the environment if needed)"
@@ -18,6 +18,8 @@ help:
 	@echo "make grade              instructor: grade every submission (parallel, sandboxed, resumable):"
 	@echo "                        feedback, grades.csv with a status per submission, report/ (GRADE_ARGS=...)"
 	@echo "make report             instructor: rebuild grades.csv and report/ from the last grading"
+	@echo "make hub                admin, as root: a real local JupyterHub with the course (docs/jupyterhub.md)"
+	@echo "make hub-stop           stop it and remove its users, groups and files"
 
 env: $(STAMP)
 
@@ -56,3 +58,12 @@ report: $(STAMP)
 
 clean-workspace:
 	rm -rf autograder/workspace
+
+# A real JupyterHub on 127.0.0.1 with a grader account, an instructor and STUDENTS learners (root).
+STUDENTS ?= 2
+HUB_ROOT ?= /tmp/vlm-course-hub
+hub: $(STAMP)
+	$(PY) -m autograder.hub start --root $(HUB_ROOT) --students $(STUDENTS)
+
+hub-stop: $(STAMP)
+	$(PY) -m autograder.hub stop --root $(HUB_ROOT)
