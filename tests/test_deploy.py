@@ -69,3 +69,9 @@ def test_course_directory_config_loads_the_projects_redaction(tmp_path: Path) ->
     assert RedactHiddenTests in config.GenerateFeedback.preprocessors, "Generate Feedback would show hidden tests"
     assert config.CourseDirectory.root == str(tmp_path)
 
+
+
+def test_docs_describe_what_exists() -> None:
+    text = (REPO / "docs" / "jupyterhub.md").read_text()
+    assert "enable_subdomains" not in text and "middle" not in text.lower()
+    assert "/services/vlm-course/formgrader" in text and "make hub" in text
