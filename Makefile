@@ -8,7 +8,7 @@ KERNEL := vlm-course
 JOBS ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: help env start test test-fast lint course check grade report clean-workspace
+.PHONY: help env start test test-fast lint course check grade report clean-workspace hub hub-stop
 
 help:
 	@echo "make start              open the course in JupyterLab (creates the environment if needed)"
@@ -20,6 +20,8 @@ help:
 	@echo "make grade              instructor: grade every submission (parallel, sandboxed, resumable):"
 	@echo "                        feedback, grades.csv with a status per submission, report/ (GRADE_ARGS=...)"
 	@echo "make report             instructor: rebuild grades.csv and report/ from the last grading"
+	@echo "make hub                admin, as root: a real local JupyterHub with the course (docs/jupyterhub.md)"
+	@echo "make hub-stop           stop it and remove its users, groups and files"
 
 env: $(STAMP)
 
@@ -29,8 +31,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (VLM course)"
-	# Learners get nbgrader's student tools; the instructor tools stay off in this environment.
-	$(VENV)/bin/jupyter labextension disable --level=sys_prefix nbgrader:formgrader nbgrader:create-assignment >/dev/null
+	# Learners get nbgrader's student tools; the instructor tools stay off in this environment (the
+	# grader service turns the formgrader back on in its own configuration, autograder/deploy/).
+	$(VENV)/bin/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader:formgrader @jupyter/nbgrader:create-assignment >/dev/null
+	# JupyterLab >= 4.1 lets a user re-enable a disabled plugin unless it is also locked.
+	$(VENV)/bin/jupyter labextension lock --level=sys_prefix @jupyter/nbgrader:formgrader @jupyter/nbgrader:create-assignment >/dev/null
 	$(VENV)/bin/jupyter server extension disable --sys-prefix nbgrader.server_extensions.formgrader >/dev/null
 	touch $@
 
@@ -61,3 +66,12 @@ report: $(STAMP)
 
 clean-workspace:
 	rm -rf autograder/workspace
+
+# A real JupyterHub on 127.0.0.1 with a grader account, an instructor and STUDENTS learners (root).
+STUDENTS ?= 2
+HUB_ROOT ?= /tmp/vlm-course-hub
+hub: $(STAMP)
+	$(PY) -m autograder.hub start --root $(HUB_ROOT) --students $(STUDENTS)
+
+hub-stop: $(STAMP)
+	$(PY) -m autograder.hub stop --root $(HUB_ROOT)

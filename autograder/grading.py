@@ -56,15 +56,31 @@ Progress = Callable[[str], None]
 
 def claim_uid_block(blocks: int = 16) -> tuple[int, IO]:
     """A block of 64 sandbox uids of our own on this machine (several graders may run at once):
-    held through an flock for as long as the returned handle stays open."""
+    held through an flock for as long as the returned handle stays open.
+
+    The lock files are per account: in a shared sticky /tmp another account's file cannot be opened
+    for writing, and only graders of one account (root: the one that hands out slot uids) compete
+    for the same uids."""
     for block in range(blocks):
-        handle = open(Path(tempfile.gettempdir()) / f"vlm-course-grader-uids-{block}.lock", "w")
+        handle = open(Path(tempfile.gettempdir()) / f"vlm-course-grader-{os.geteuid()}-uids-{block}.lock", "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return block, handle
         except OSError:
             handle.close()
     raise RuntimeError("too many graders running on this machine")
+
+
+# What nbgrader keeps next to a submitted notebook and needs later: the submission time (late
+# penalties, grades.csv) and the secret that `nbgrader release_feedback` files the feedback under.
+CARRIED_FILES = ("timestamp.txt", "submission_secret.txt")
+
+
+def carry_submission_files(submitted: Path, executed: Path) -> None:
+    """Copy nbgrader's bookkeeping files of a submission into its executed copy (which autograding reads)."""
+    for name in CARRIED_FILES:
+        if (submitted / name).is_file():
+            shutil.copy(submitted / name, executed / name)
 
 
 @contextlib.contextmanager
@@ -125,8 +141,9 @@ class Grader:
             # 107 bytes (sockaddr_un): a deeply nested workspace gets a short scratch folder in /tmp
             # (made by run(): traversable by the sandboxed uids, not listable).
             tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+            # The account is in the name: two graders on one node never meet in /tmp.
             self.scratch = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) / \
-                f"vlm-grade-{tag}-{os.getpid()}"
+                f"vlm-grade-{tag}-u{os.geteuid()}-{os.getpid()}"
 
     # ------------------------------------------------------------------------------- discovery
     def assignments(self) -> list[str]:
@@ -210,8 +227,7 @@ class Grader:
             shutil.rmtree(executed)
         executed.mkdir(parents=True)
         nbformat.write(execution.notebook, executed / f"{task.assignment}.ipynb")
-        if (task.folder / "timestamp.txt").exists():
-            shutil.copy(task.folder / "timestamp.txt", executed / "timestamp.txt")
+        carry_submission_files(task.folder, executed)
         return result
 
     # ------------------------------------------------------------------------------------- run

@@ -54,3 +54,5 @@ c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderP
 c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
 c.FileNameCollectorPlugin.named_regexp = FILENAME_PATTERN
 c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
+# Collected submissions belong to the grader alone (nbgrader's copy would keep the exchange's 0777).
+c.ExchangeFactory.collect = "autograder.exchange.PrivateCollect"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +34,19 @@ def test_jupyterlab_has_widgets_and_the_student_side_of_nbgrader() -> None:
     labextensions = jupyter("labextension", "list")
     assert "@jupyter-widgets/jupyterlab-manager" in labextensions
     assert "@jupyter/nbgrader" in labextensions
+    # The plugin ids that nbgrader's lab extension really registers (read from its bundle), not
+    # names that look right: a wrong id disables nothing and learners get the instructor tools.
+    bundle = Path(sys.prefix) / "share/jupyter/labextensions/@jupyter/nbgrader/static"
+    registered = {m for f in bundle.glob("*.js") for m in re.findall(r'"(@jupyter/nbgrader:[a-z-]+)"', f.read_text())}
+    instructor = {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:create-assignment"}
+    assert instructor <= registered, f"nbgrader's plugins are {sorted(registered)}"
     page_config = json.loads((Path(sys.prefix) / "etc/jupyter/labconfig/page_config.json").read_text())
-    disabled = page_config.get("disabledExtensions", {})
-    assert disabled.get("nbgrader:formgrader") and disabled.get("nbgrader:create-assignment"), \
-        "the instructor-only nbgrader plugins should be disabled for learners"
+    disabled = {k for k, v in page_config.get("disabledExtensions", {}).items() if v}
+    locked = {k for k, v in page_config.get("lockedExtensions", {}).items() if v}
+    assert instructor <= disabled, f"learners must not get the instructor plugins; disabled: {sorted(disabled)}"
+    assert instructor <= locked, "a disabled but unlocked plugin can be re-enabled from JupyterLab's settings"
+    listing = labextensions.split("Disabled extensions:")[-1] if "Disabled extensions:" in labextensions else ""
+    assert all(plugin in listing for plugin in instructor), "jupyter labextension list shows them disabled"
     server = jupyter("server", "extension", "list")
     assert "nbgrader.server_extensions.validate_assignment" in server
     assert "vlm-course" in jupyter("kernelspec", "list")

@@ -1,0 +1,170 @@
+"""The course on a real JupyterHub, end to end: the deployment of autograder/deploy/ started by
+autograder/hub.py (JupyterHub, configurable-http-proxy, PAM users, the grader service), and the loop
+release -> fetch -> submit -> collect -> grade -> release feedback -> fetch feedback, each step done the
+way it is done on the cluster: learners through their own servers behind the hub's proxy, the grader
+with the project's grading command as the grader account.
+
+Needs root (it creates Unix users), node/npm and a course environment other users can run; it skips
+with the reason otherwise. CI runs it as root.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import cells
+from autograder.base import COURSE_ID, REPO, SOLUTIONS
+from autograder.hub import GRADER, INSTRUCTOR, LocalHub, unavailable
+
+pytestmark = [pytest.mark.xdist_group("hub")]
+ASSIGNMENT = "01_attention"
+SOLVED = ["softmax", "masked_softmax"]          # the partly solved submission: these two exercises
+SOLVED_POINTS = 2 + 3                           # test_softmax + test_masked_softmax
+MAX_POINTS = 20
+
+
+@pytest.fixture(scope="module")
+def hub():
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no local JupyterHub here: {reason}")
+    root = Path(tempfile.mkdtemp(prefix="vlm-hub-", dir="/tmp"))
+    root.rmdir()
+    with LocalHub(root, students=2, assignments=[ASSIGNMENT]) as running:
+        yield running
+    assert not root.exists()
+
+
+def request(hub: LocalHub, method: str, path: str, token: str, body=None, form: dict | None = None,
+            headers: dict | None = None):
+    """One HTTP request through the hub's proxy (127.0.0.1) with a user's token."""
+    data, kind = None, "application/json"
+    if form is not None:
+        data, kind = urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded"
+    elif body is not None:
+        data = json.dumps(body).encode()
+    req = urllib.request.Request(hub.url + path, method=method, data=data,
+                                 headers={"Authorization": f"token {token}", "Content-Type": kind, **(headers or {})})
+    with urllib.request.urlopen(req, timeout=120) as response:
+        return response.status, dict(response.headers), response.read().decode()
+
+
+def partly_solved(release: dict) -> dict:
+    source = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    answers = {cells.grade_id(c): c.source for c in source.cells if cells.is_solution(c)}
+    notebook = nbformat.from_dict(release)
+    for cell in notebook.cells:
+        if cells.grade_id(cell) in SOLVED:
+            cell.source = answers[cells.grade_id(cell)]
+    return notebook
+
+
+def test_release_submit_grade_feedback_through_the_hub(hub: LocalHub, tmp_path: Path) -> None:
+    started = time.monotonic()
+    partial, blank = hub.student_names
+    tokens = {user: hub.token(user) for user in (partial, blank, INSTRUCTOR)}
+    course = {"course_id": COURSE_ID, "assignment_id": ASSIGNMENT}
+    for student in (partial, blank):
+        hub.start_server(student)
+        # The learner's server lists the course's assignments (its groups come from the hub API).
+        status, _, text = request(hub, "GET", f"/user/{student}/assignments?course_id={COURSE_ID}", tokens[student])
+        assert json.loads(text)["success"], text
+        status, _, text = request(hub, "POST", f"/user/{student}/assignments/fetch", tokens[student], form=course)
+        assert json.loads(text)["success"], text
+    # The partly solved notebook is saved through the learner's server, like an edit in JupyterLab.
+    # With path_includes_course the exchange fetches into <course>/<assignment>/ of the learner's home.
+    path = f"/user/{partial}/api/contents/{COURSE_ID}/{ASSIGNMENT}/{ASSIGNMENT}.ipynb"
+    _, _, text = request(hub, "GET", path, tokens[partial])
+    release = json.loads(text)["content"]
+    request(hub, "PUT", path, tokens[partial], body={"type": "notebook", "format": "json",
+                                                      "content": partly_solved(release)})
+    for student in (partial, blank):
+        _, _, text = request(hub, "POST", f"/user/{student}/assignments/submit", tokens[student], form=course)
+        assert json.loads(text)["success"], text
+
+    # The grader account collects from the exchange and grades with the project's grading command.
+    hub.as_grader("nbgrader", "collect", ASSIGNMENT, "--update")
+    grade = hub.as_grader("python", "-m", "autograder.cli", "grade", ASSIGNMENT, "--jobs", "2", cwd=REPO,
+                          timeout=400)
+    rows = {r["student_id"]: r for r in csv.DictReader((hub.course_dir / "grades.csv").open())}
+    assert set(rows) == {partial, blank}, grade.stdout
+    assert (rows[partial]["status"], float(rows[partial]["score"])) == ("graded", SOLVED_POINTS), rows[partial]
+    assert (rows[blank]["status"], float(rows[blank]["score"])) == ("graded", 0.0), rows[blank]
+    assert float(rows[partial]["max_score"]) == MAX_POINTS
+    hub.as_grader("nbgrader", "release_feedback", ASSIGNMENT)
+
+    # Each learner fetches the feedback through the server; no line of a hidden test is in it.
+    source = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    hidden = [line for c in source.cells if cells.is_test(c) for line in cells.hidden_lines(c.source)]
+    assert hidden, "the assignment has hidden tests"
+    for student in (partial, blank):
+        _, _, text = request(hub, "POST", f"/user/{student}/assignments/fetch_feedback", tokens[student], form=course)
+        assert json.loads(text)["success"], text
+        feedback = f"/user/{student}/api/contents/{COURSE_ID}/{ASSIGNMENT}/feedback"
+        _, _, text = request(hub, "GET", feedback, tokens[student])
+        folders = [item["path"] for item in json.loads(text)["content"] if item["type"] == "directory"]
+        assert len(folders) == 1, text
+        page_path = f"/user/{student}/files/{urllib.parse.quote(folders[0])}/{ASSIGNMENT}.html"
+        _, _, page = request(hub, "GET", page_path, tokens[student])
+        shown = html.unescape(page)
+        assert "test_softmax" in shown and "BEGIN HIDDEN" not in shown
+        leaked = [line for line in hidden if line in shown]
+        assert not leaked, f"feedback of {student} shows hidden test lines: {leaked[:3]}"
+
+    # The instructor reaches the formgrader through the proxy, in its own tab, and it sees the grades.
+    status, headers, page = request(hub, "GET", f"/services/{COURSE_ID}/formgrader/", tokens[INSTRUCTOR])
+    assert status == 200 and "nbgrader" in page.lower()
+    _, _, text = request(hub, "GET", f"/services/{COURSE_ID}/formgrader/api/submissions/{ASSIGNMENT}",
+                         tokens[INSTRUCTOR])
+    scores = {s["student"]: s["score"] for s in json.loads(text)}
+    assert scores == {partial: SOLVED_POINTS, blank: 0.0}, text
+    # A learner may not open it.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        request(hub, "GET", f"/services/{COURSE_ID}/formgrader/", tokens[blank])
+    assert refused.value.code == 403
+    assert time.monotonic() - started < 300
+
+
+def test_permission_model(hub: LocalHub) -> None:
+    """Learners run the course environment but read nothing of the grader's, nor each other's work."""
+    partial, blank = hub.student_names
+    import_ok = hub.as_user(partial, "python", "-c", "import vlmcourse, torch, nbgrader", check=False)
+    assert import_ok.returncode == 0, f"a learner must be able to run the course environment: {import_ok.stderr}"
+    submitted = hub.course_dir / "submitted"
+    other = submitted / blank / ASSIGNMENT
+    if not other.exists():                            # this test may run alone: collect something first
+        pytest.skip("runs after the end-to-end test (nothing collected yet)")
+    attempts = {
+        "read the solutions": ["cat", str(SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")],
+        "list the solutions": ["ls", str(SOLUTIONS)],
+        "read the gradebook": ["cat", str(hub.course_dir / "gradebook.db")],
+        "list the course directory": ["ls", str(hub.course_dir)],
+        "read another's submission": ["cat", str(other / f"{ASSIGNMENT}.ipynb")],
+        "write into another's submission": ["touch", str(other / "changed.txt")],
+        "list the exchange's inbound": ["ls", str(hub.exchange / COURSE_ID / "inbound")],
+        "read the grader's home": ["ls", str(hub.course_dir.parent)],
+    }
+    allowed = {what: hub.as_user(partial, "/usr/bin/" + argv[0], *argv[1:], check=False).returncode == 0
+               for what, argv in attempts.items()}
+    assert not any(allowed.values()), f"a learner could: {[w for w, ok in allowed.items() if ok]}"
+    # Collected submissions are the grader's, and only the grader's.
+    for path in [other, *other.rglob("*")]:
+        info = path.stat()
+        assert info.st_uid == hub_uid(GRADER) and not info.st_mode & 0o077, f"{path}: {oct(info.st_mode)}"
+
+
+def hub_uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid
