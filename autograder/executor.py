@@ -231,6 +231,7 @@ class Execution:
     attempts: int = 0
     seconds: float = 0.0
     kernel_started: bool = False
+    setup_error: str = ""     # a trusted setup cell raised: nothing after it can be graded
 
 
 def _guard_call(kernel: SandboxedKernel, guard: GuardClient, action: str, cell: str | None,
@@ -297,6 +298,11 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                     failed_at = (index, run.status)
                     break
                 if index in canonical.setup:
+                    if run.status == CellStatus.ERROR:
+                        error = next((o for o in cell.outputs if o.get("output_type") == "error"), {})
+                        result.setup_error = (f"the course's setup cell {index} failed "
+                                              f"({error.get('ename', 'error')}: {error.get('evalue', '')})")[:300]
+                        break
                     _guard_call(kernel, guard, "protect", None, limits)
                     continue
                 if not gid:

@@ -50,6 +50,7 @@ from .sandbox import Limits, Sandbox, choose_mode
 from .submission import Ungradable, canonicalize, find_notebook, read_notebook
 
 GRADER_VERSION = "1"
+GLOB_CHARACTERS = set("*?[]")   # nbgrader finds a student's files with glob patterns built from the id
 SCRATCH_PATH_LIMIT = 70  # + "/slotNN/kernel/socket-N" stays within the 107 bytes of a Unix socket path
 Progress = Callable[[str], None]
 
@@ -76,11 +77,30 @@ def claim_uid_block(blocks: int = 16) -> tuple[int, IO]:
 CARRIED_FILES = ("timestamp.txt", "submission_secret.txt")
 
 
-def carry_submission_files(submitted: Path, executed: Path) -> None:
-    """Copy nbgrader's bookkeeping files of a submission into its executed copy (which autograding reads)."""
+def carry_submission_files(submitted: Path, executed: Path) -> list[str]:
+    """Copy nbgrader's bookkeeping files of a submission into its executed copy (which autograding
+    reads); return notes on what could not be carried."""
+    notes = []
     for name in CARRIED_FILES:
-        if (submitted / name).is_file():
-            shutil.copy(submitted / name, executed / name)
+        if not (submitted / name).is_file():
+            continue
+        if name == "timestamp.txt" and not is_timestamp(submitted / name):
+            # nbgrader would fail to record the submission, on every run
+            notes.append("timestamp.txt is not a date: graded without a submission time")
+            continue
+        shutil.copy(submitted / name, executed / name)
+    return notes
+
+
+def is_timestamp(path: Path) -> bool:
+    """Whether ``path`` holds a submission time that nbgrader can read."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        parse_utc(path.read_text(encoding="utf-8").strip()[:100])
+        return True
+    except (OSError, UnicodeDecodeError, ValueError, OverflowError):
+        return False
 
 
 @contextlib.contextmanager
@@ -198,6 +218,11 @@ class Grader:
         source = read_notebook(self.source / task.assignment / f"{task.assignment}.ipynb")
         release = read_notebook(self.root / "release" / task.assignment / f"{task.assignment}.ipynb")
         points = cells.points_by_test(source)
+        if GLOB_CHARACTERS & set(task.student):
+            result.status = Status.UNGRADABLE
+            result.reason = (f"the student id {task.student!r} contains glob characters (* ? [ ]), which nbgrader "
+                             "cannot grade: rename the submission's folder")
+            return result
         try:
             path, notes = find_notebook(task.folder, task.assignment)
             canonical = canonicalize(read_notebook(path), source, release)
@@ -215,6 +240,12 @@ class Grader:
             result.status = Status.UNGRADABLE
             result.reason = "; ".join(execution.incidents) or "the kernel could not start"
             return result
+        if execution.setup_error:
+            # Never a silent 0 for everyone: say what failed, and that it may not be the student's doing.
+            result.status = Status.UNGRADABLE
+            result.reason = (f"{execution.setup_error}: nothing was graded. If every submission shows this, "
+                             "the grading environment is broken: fix it and regrade with --force")
+            return result
         incomplete = [g for g, o in execution.tests.items() if o.outcome.incomplete]
         if execution.incidents or incomplete:
             result.status = Status.PARTIALLY_GRADED
@@ -227,7 +258,7 @@ class Grader:
             shutil.rmtree(executed)
         executed.mkdir(parents=True)
         nbformat.write(execution.notebook, executed / f"{task.assignment}.ipynb")
-        carry_submission_files(task.folder, executed)
+        result.notes += carry_submission_files(task.folder, executed)
         return result
 
     # ------------------------------------------------------------------------------------- run

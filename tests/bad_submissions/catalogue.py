@@ -232,6 +232,18 @@ def displayhook_then_fail(reference, blank, folder):
                        + WRONG_MEMORY), folder)
 
 
+def bad_timestamp(reference, blank, folder):
+    write(reference, folder)
+    (folder / "timestamp.txt").write_text("yesterday evening, I think", encoding="utf-8")
+
+
+def breaks_setup(reference, blank, folder):
+    # a cell of the student's before the trusted setup cell makes its imports fail
+    cell = nbformat.v4.new_code_cell('import sys\nsys.modules["matplotlib.pyplot"] = None')
+    reference.cells.insert(0, cell)
+    write(reference, folder)
+
+
 def escapes_sandbox(reference, blank, folder):
     """Reads solutions/, the source, another student, the repository, /etc/shadow; writes the
     gradebook and grades.csv; connects to a server on the grader's loopback."""
@@ -290,6 +302,11 @@ CASES = [
          warns_but_correct, "graded", FULL),
     Case("displayhook_then_fail", "sys.displayhook(2.0), then a wrong answer", displayhook_then_fail, "graded",
          FULL - 2),
+    Case("bad_timestamp", "a timestamp.txt that is not a date", bad_timestamp, "graded", FULL,
+         notes="timestamp.txt is not a date"),
+    Case("glob[1]", "a student id with glob characters", honest, "ungradable", None, reason="glob characters"),
+    Case("breaks_setup", "the trusted setup cell cannot import (as in a broken environment)", breaks_setup,
+         "ungradable", None, reason="setup cell"),
     Case("escapes_sandbox", "reads solutions/, hidden tests, another student, /etc/shadow; writes the gradebook; "
          "opens a network connection", escapes_sandbox, "graded", FULL,
          outputs_must=[f"BLOCKED {p}" for p in ("solutions", "source-dir", "other-student", "repository", "shadow",
