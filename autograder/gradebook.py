@@ -19,7 +19,7 @@ from traitlets import Dict
 
 from .base import COURSE_ID, nbgrader_config
 from .outcomes import Outcome, Status
-from .results import Result, stored_results
+from .results import Result, stored_results, with_zone
 
 CSV_FIELDS = ["assignment", "student_id", "status", "score", "max_score", "reason", "flags", "notes",
               "timestamp", "graded_at", "seconds"]
@@ -139,13 +139,16 @@ class Recorder:
                     try:
                         submission = gradebook.find_submission(result.assignment, result.student)
                         score, max_score = submission.score, submission.max_score
-                        timestamp = submission.timestamp or ""
+                        # nbgrader keeps submission times as naive UTC datetimes.
+                        timestamp = with_zone(submission.timestamp)
                     except MissingEntry:
                         result.reason = (result.reason + "; " if result.reason else "") + "not recorded yet: rerun"
                 rows.append({"assignment": result.assignment, "student_id": result.student, "status": result.status,
                              "score": score, "max_score": max_score, "reason": result.reason,
                              "flags": " | ".join(result.flags), "notes": " | ".join(result.notes),
-                             "timestamp": timestamp, "graded_at": result.graded_at, "seconds": result.seconds})
+                             "timestamp": timestamp,
+                             # Results graded before times carried a zone hold the grader's local time.
+                             "graded_at": with_zone(result.graded_at, naive=None), "seconds": result.seconds})
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, newline="", suffix=".tmp") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
             writer.writeheader()

@@ -30,7 +30,6 @@ import queue
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,7 @@ from .gradebook import Recorder, default_db_url, normalize_db_url
 from .guard import static_flags
 from .outcomes import Status
 from .release import ensure_release
-from .results import Result, load_result, result_path, save_result
+from .results import Result, load_result, now, result_path, save_result
 from .sandbox import Limits, Sandbox, choose_mode
 from .submission import Ungradable, canonicalize, find_notebook, read_notebook
 
@@ -214,7 +213,7 @@ class Grader:
     def grade_submission(self, task: Task, slot: int, uid_block: int) -> Result:
         """Rebuild, execute and judge one submission in sandbox slot ``slot`` (no recording)."""
         result = Result(task.assignment, task.student, task.key, status=Status.GRADED,
-                        graded_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                        graded_at=now())
         source = read_notebook(self.source / task.assignment / f"{task.assignment}.ipynb")
         release = read_notebook(self.root / "release" / task.assignment / f"{task.assignment}.ipynb")
         points = cells.points_by_test(source)

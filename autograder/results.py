@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .files import atomic_write
@@ -27,6 +28,27 @@ class Result:
 
     def __post_init__(self) -> None:
         self.status = Status(self.status)
+
+
+def now() -> str:
+    """This instant, ISO 8601 in UTC with its offset (``graded_at``): a reader in any zone knows the instant."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def with_zone(value, naive: timezone | None = timezone.utc) -> str:
+    """``value`` (a datetime or ISO string) as ISO 8601 with an explicit offset, in UTC; a naive value
+    is taken to be in ``naive`` (None: this machine's local time). "" stays "" and unparsable text
+    is kept as it is (never lose what was stored)."""
+    if value in ("", None):
+        return ""
+    if not isinstance(value, datetime):
+        try:
+            value = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=naive) if naive else value.astimezone()
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
 def result_path(root: Path, assignment: str, student: str) -> Path:

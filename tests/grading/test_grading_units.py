@@ -3,6 +3,7 @@ template, feedback redaction, the guard's answer authentication, static flags, t
 
 from __future__ import annotations
 
+import csv
 import json
 import tempfile
 from pathlib import Path
@@ -153,3 +154,37 @@ def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
     assert nbformat.read(alice / "01_attention.ipynb", as_version=4).cells[0].source == "x = 1"
     assert (alice / "timestamp.txt").read_text().startswith("2026-11-20")
     assert (submitted / "bob" / "01_attention" / "01_attention.ipynb").exists()
+
+
+def test_grades_csv_times_carry_a_time_zone(tmp_path: Path) -> None:
+    """nbgrader stores submission times as naive UTC and results written before this fix carry the
+    grader's naive local time: grades.csv must say which instant it means (ISO 8601 with an offset),
+    since learners saw their local time and instructors may sit in another zone."""
+    from datetime import datetime, timezone
+
+    from nbgrader.api import Gradebook
+
+    from autograder.base import COURSE_ID
+    from autograder.gradebook import Recorder, default_db_url
+    from autograder.outcomes import Status
+    from autograder.results import Result, now, save_result
+
+    db_url = default_db_url(tmp_path)
+    submitted = datetime(2026, 11, 20, 9, 30, 0)                     # naive, as nbgrader stores it (UTC)
+    with Gradebook(db_url, COURSE_ID) as gradebook:
+        gradebook.add_assignment("a1")
+        for student in ("alice", "bob"):
+            gradebook.add_student(student)
+            gradebook.add_submission("a1", student, timestamp=submitted)
+    save_result(tmp_path, Result("a1", "alice", "k", Status.GRADED, graded_at=now()))
+    save_result(tmp_path, Result("a1", "bob", "k", Status.GRADED, graded_at="2026-11-20T10:00:00"))  # old, local
+    path = Recorder(tmp_path, tmp_path, db_url, feedback=False).export_csv()
+    rows = {row["student_id"]: row for row in csv.DictReader(path.open(newline=""))}
+    for row in rows.values():
+        for column in ("timestamp", "graded_at"):
+            value = datetime.fromisoformat(row[column])
+            assert value.tzinfo is not None, f"{column} {row[column]!r} has no time zone"
+    assert datetime.fromisoformat(rows["alice"]["timestamp"]) == submitted.replace(tzinfo=timezone.utc)
+    assert rows["alice"]["timestamp"].endswith("+00:00")
+    assert datetime.fromisoformat(rows["bob"]["graded_at"]) == datetime(2026, 11, 20, 10, 0, 0).astimezone()
+    assert abs(datetime.fromisoformat(rows["alice"]["graded_at"]) - datetime.now(timezone.utc)).total_seconds() < 60
