@@ -19,6 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import browser
 import nbformat
 import pytest
 
@@ -26,22 +27,7 @@ from autograder import cells
 from autograder.base import REPO, SOLUTIONS
 
 MODULE = "01_attention"
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-# Headless Chromium that starts as root in a container and phones nowhere.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--window-size=1400,1000"]
 KERNEL = "vlm-course"
-
-
-def missing() -> str | None:
-    if not CHROMIUM or not DRIVER:
-        return "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "needs selenium (pinned in requirements.txt)"
-    return None
 
 
 def notebooks(folder: Path) -> None:
@@ -61,7 +47,7 @@ def notebooks(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    reason = missing()
+    reason = browser.missing()
     if reason:
         pytest.skip(reason)
     work = tmp_path_factory.mktemp("browser")
@@ -97,19 +83,8 @@ def lab(tmp_path_factory):
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError((work / "lab.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in [*FLAGS, f"--user-data-dir={work / 'chromium'}"]:
-            options.add_argument(flag)
-        # An explicit driver path: Selenium Manager (which would download one) never runs.
-        driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
-        try:
+        with browser.chromium(work) as driver:
             yield {"driver": driver, "url": url, "token": token, "work": work, "screens": work / "screens"}
-        finally:
-            driver.quit()
     finally:
         # SIGTERM: the server shuts its kernels down first; then anything left of its session goes.
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -125,20 +100,11 @@ def lab(tmp_path_factory):
 
 
 def shot(lab: dict, name: str) -> None:
-    lab["screens"].mkdir(exist_ok=True)
-    lab["driver"].save_screenshot(str(lab["screens"] / f"{name}.png"))
+    browser.shot(lab["driver"], lab["screens"], name)
 
 
 def wait_for(lab: dict, script: str, what: str, timeout: float = 120.0):
-    """Poll ``script`` (JavaScript returning a truthy value when done) in the page."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = lab["driver"].execute_script(script)
-        if value:
-            return value
-        time.sleep(0.5)
-    shot(lab, f"timeout-{what.replace(' ', '-')}")
-    raise AssertionError(f"{what}: not within {timeout:.0f} s")
+    return browser.wait_for(lab["driver"], lab["screens"], script, what, timeout)
 
 
 def open_notebook(lab: dict, name: str) -> None:
@@ -180,6 +146,7 @@ def test_learner_runs_the_notebook_and_sees_no_instructor_tools(lab) -> None:
     wait_for(lab, "return [...document.querySelectorAll('.jp-RenderedImage img')].some(i => i.naturalWidth > 100)",
              "a figure on screen")
     shot(lab, "2b-figure")
+    moving_a_slider_redraws_the_explorer(lab, outputs)
 
     # Instructor tools: nbgrader's formgrader and create-assignment plugins are not loaded for learners,
     # and no menu or sidebar of Lab names them.
@@ -203,6 +170,35 @@ def test_learner_runs_the_notebook_and_sees_no_instructor_tools(lab) -> None:
     for tool in ("Formgrader", "Create Assignment"):
         assert tool.lower() not in shown.lower(), f"a learner sees {tool}"
     shot(lab, "3-menus")
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def moving_a_slider_redraws_the_explorer(lab: dict, outputs: list) -> None:
+    """Module 01's attention explorer: a slider moved with the keyboard redraws the learner's weights."""
+    from selenium.webdriver.common.keys import Keys
+
+    cell = next((i for i, c in enumerate(outputs) if any(WIDGET in o.get("data", {}) for o in c)), None)
+    assert cell is not None, "Run All displayed no widget (module 01's attention explorer)"
+    node = CURRENT + f"const n = w.content.widgets.filter(x => x.model.type === 'code')[{cell}].node;"
+    lab["driver"].execute_script(CURRENT + f"w.content.scrollToCell(w.content.widgets.filter(x => x.model.type"
+                                 f" === 'code')[{cell}])")
+    # The widget manager renders the sliders and the Output widget draws its first figure.
+    wait_for(lab, node + "return n.querySelector('.widget-slider .noUi-handle') && n.querySelector('.widget-output"
+                         " img') && n.querySelector('.widget-output img').naturalWidth > 100", "the explorer drawn")
+    picture = node + "return n.querySelector('.widget-output img').src"
+    before = lab["driver"].execute_script(picture)
+    shot(lab, "2c-widget-before")
+    handle = lab["driver"].execute_script(node + "return n.querySelector('.widget-slider .noUi-handle')")
+    handle.click()
+    for _ in range(10):                                   # query x: 0.5 -> 1.5, in steps of 0.1
+        handle.send_keys(Keys.ARROW_RIGHT)
+    wait_for(lab, picture.replace("return ", "return n.querySelector('.widget-output img') && ") +
+             f" !== {before!r}", "the explorer redrawn after the slider moved")
+    shot(lab, "2d-widget-after")
+    readout = lab["driver"].execute_script(node + "return n.querySelector('.widget-readout').innerText")
+    assert readout.strip() == "1.50", f"query x reads {readout!r} after ten steps right from 0.50"
 
 
 def validate(lab: dict, name: str) -> str:
