@@ -20,6 +20,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import browser
 import nbformat
 import pytest
 
@@ -30,8 +31,9 @@ from autograder.hub import GRADER, INSTRUCTOR, LocalHub, unavailable
 pytestmark = [pytest.mark.xdist_group("hub")]
 ASSIGNMENT = "01_attention"
 SOLVED = ["softmax", "masked_softmax"]          # the partly solved submission: these two exercises
-SOLVED_POINTS = 2 + 3                           # test_softmax + test_masked_softmax
-MAX_POINTS = 20
+POINTS = cells.points_by_test(nbformat.read(SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4))
+SOLVED_POINTS = sum(POINTS[f"test_{name}"] for name in SOLVED)
+MAX_POINTS = sum(POINTS.values())
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +136,37 @@ def test_release_submit_grade_feedback_through_the_hub(hub: LocalHub, tmp_path: 
         request(hub, "GET", f"/services/{COURSE_ID}/formgrader/", tokens[blank])
     assert refused.value.code == 403
     assert time.monotonic() - started < 300
+
+
+def test_instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Path) -> None:
+    """The instructor logs in on the hub's page in Chromium and the formgrader renders, in its own tab,
+    with both collected submissions and their scores (screenshots in the test's temporary folder)."""
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    partial, blank = hub.student_names
+    if not (hub.course_dir / "submitted" / blank / ASSIGNMENT).exists():
+        pytest.skip("runs after the end-to-end test (nothing collected yet)")
+    screens = tmp_path / "screens"
+    page = f"/services/{COURSE_ID}/formgrader/manage_submissions/{ASSIGNMENT}"
+    with browser.chromium(tmp_path) as driver:
+        driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
+        browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
+        driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
+                              "document.querySelector('#password_input').value = arguments[1];"
+                              "document.querySelector('#login_submit').click()", INSTRUCTOR, hub.users[INSTRUCTOR])
+        # The formgrader's table is filled by its JavaScript from the formgrader's API.
+        shown = browser.wait_for(driver, screens, f"const t = document.body.innerText; return t.includes('{partial}')"
+                                 f" && t.includes('{blank}') && t", "the formgrader's submissions", timeout=120)
+        browser.shot(driver, screens, "formgrader-submissions")
+        assert driver.current_url.startswith(hub.url + page), driver.current_url
+        table = driver.execute_script("return [...document.querySelectorAll('tbody tr')]"
+                                      ".map(r => [...r.cells].map(c => c.innerText.trim()))")
+        lines = [" ".join(row) for row in table]
+        rows = {student: next((line for line in lines if student in line.split()), "") for student in (partial, blank)}
+        assert "Manage Submissions" in shown and all(rows.values()), table
+        assert f"{SOLVED_POINTS:g} / {MAX_POINTS:g}" in rows[partial] and "graded" in rows[partial], rows[partial]
+        assert f"0 / {MAX_POINTS:g}" in rows[blank], rows[blank]
 
 
 def test_permission_model(hub: LocalHub) -> None:
