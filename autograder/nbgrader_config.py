@@ -50,6 +50,15 @@ from autograder.feedback import RedactHiddenTests  # noqa: E402
 
 # Feedback never shows hidden tests, nor the failing line of a hidden assert.
 c.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
+# ... and renders its math offline: nbgrader's feedback template with the MathJax of the Jupyter server
+# that shows the page (autograder/templates/feedback_offline/). Setting the base folders replaces
+# nbgrader's default, so its own template folder is named here too.
+import nbgrader  # noqa: E402
+
+c.HTMLExporter.template_name = "feedback_offline"
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(HERE, "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates")]
 # LMS downloads (`python -m autograder.cli collect ASSIGNMENT --zip FOLDER`): see autograder/collect.py.
 c.ZipCollectApp.collector_plugin = "nbgrader.plugins.zipcollect.FileNameCollectorPlugin"
 c.FileNameCollectorPlugin.named_regexp = FILENAME_PATTERN

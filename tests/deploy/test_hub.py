@@ -169,6 +169,39 @@ def test_instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Pa
         assert f"0 / {MAX_POINTS:g}" in rows[blank], rows[blank]
 
 
+def test_learner_reads_feedback_with_its_math_rendered_offline(hub: LocalHub, tmp_path: Path) -> None:
+    """The learner opens the fetched feedback in Chromium: MathJax comes from the learner's own Jupyter
+    server (nothing from the internet) and typesets the notebook's math."""
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    partial = hub.student_names[0]
+    token = hub.token(partial)
+    feedback = f"/user/{partial}/api/contents/{COURSE_ID}/{ASSIGNMENT}/feedback"
+    try:
+        _, _, text = request(hub, "GET", feedback, token)
+    except urllib.error.HTTPError:
+        pytest.skip("runs after the end-to-end test (no feedback fetched yet)")
+    folder = next(item["path"] for item in json.loads(text)["content"] if item["type"] == "directory")
+    page = f"/user/{partial}/files/{urllib.parse.quote(folder)}/{ASSIGNMENT}.html"
+    screens = tmp_path / "screens"
+    with browser.chromium(tmp_path) as driver:
+        driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
+        browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
+        driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
+                              "document.querySelector('#password_input').value = arguments[1];"
+                              "document.querySelector('#login_submit').click()", partial, hub.users[partial])
+        typeset = browser.wait_for(driver, screens, "return document.querySelectorAll('.MathJax, .MathJax_CHTML')"
+                                   ".length", "math typeset in the feedback", timeout=120)
+        browser.shot(driver, screens, "feedback-math")
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        mathjax = [url for url in loaded if "MathJax" in url]
+        assert mathjax and all(url.startswith(f"{hub.url}/user/{partial}/static/jupyter_server_mathjax/")
+                               for url in mathjax), mathjax
+        assert not [url for url in loaded if not url.startswith(("data:", hub.url))], loaded
+        assert typeset > 10, f"only {typeset} formulas typeset"
+
+
 def test_permission_model(hub: LocalHub) -> None:
     """Learners run the course environment but read nothing of the grader's, nor each other's work."""
     partial, blank = hub.student_names

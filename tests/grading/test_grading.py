@@ -161,6 +161,20 @@ def test_feedback_never_shows_hidden_tests() -> None:
         assert not leaked, f"{page}: hidden test lines in the feedback: {leaked[:2]}"
 
 
+def test_feedback_loads_mathjax_from_the_server_that_shows_it() -> None:
+    """Offline math: the only script a feedback page loads by address is the course's loader, which
+    asks the Jupyter server serving the page for its MathJax (jupyter-server-mathjax)."""
+    import re
+    import urllib.parse
+
+    state = grade_catalogue()
+    for page in (state["workspace"] / "feedback").glob(f"*/{ASSIGNMENT}/*.html"):
+        sources = re.findall(r'<script[^>]*\ssrc="([^"]+)"', page.read_text(encoding="utf-8"))
+        assert sources and all(src.startswith("data:text/javascript,") for src in sources), (page, sources)
+        loader = urllib.parse.unquote(sources[0])
+        assert "static/jupyter_server_mathjax/MathJax.js" in loader and "/files/" in loader, loader
+
+
 def test_report_has_plots_and_failure_rates() -> None:
     state = grade_catalogue()
     index = write_report(state["workspace"])
