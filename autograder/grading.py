@@ -40,6 +40,7 @@ import nbformat
 from . import cells
 from .base import SOLUTIONS, assignments, tool_path
 from .executor import execute_notebook
+from .files import UnreadableFile, read_regular_file, sha256_of, shown_name, tree_files
 from .gradebook import Recorder, default_db_url, normalize_db_url
 from .guard import static_flags
 from .outcomes import Status
@@ -81,24 +82,29 @@ def carry_submission_files(submitted: Path, executed: Path) -> list[str]:
     reads); return notes on what could not be carried."""
     notes = []
     for name in CARRIED_FILES:
-        if not (submitted / name).is_file():
+        if not os.path.lexists(submitted / name):
             continue
-        if name == "timestamp.txt" and not is_timestamp(submitted / name):
+        try:
+            data = read_regular_file(submitted / name, limit=4096)
+        except (UnreadableFile, OSError) as error:
+            notes.append(f"{name} not carried ({error})")
+            continue
+        if name == "timestamp.txt" and not is_timestamp(data):
             # nbgrader would fail to record the submission, on every run
             notes.append("timestamp.txt is not a date: graded without a submission time")
             continue
-        shutil.copy(submitted / name, executed / name)
+        (executed / name).write_bytes(data)
     return notes
 
 
-def is_timestamp(path: Path) -> bool:
-    """Whether ``path`` holds a submission time that nbgrader can read."""
+def is_timestamp(data: bytes) -> bool:
+    """Whether ``data`` (a timestamp.txt's bytes) is a submission time that nbgrader can read."""
     from nbgrader.utils import parse_utc
 
     try:
-        parse_utc(path.read_text(encoding="utf-8").strip()[:100])
+        parse_utc(data.decode("utf-8").strip()[:100])
         return True
-    except (OSError, UnicodeDecodeError, ValueError, OverflowError):
+    except (UnicodeDecodeError, ValueError, OverflowError):
         return False
 
 
@@ -176,7 +182,7 @@ class Grader:
                 continue
             if self.options.shard:
                 index, count = self.options.shard
-                if int(hashlib.sha1(student.encode()).hexdigest(), 16) % count != index:
+                if int(hashlib.sha1(os.fsencode(student)).hexdigest(), 16) % count != index:
                     continue
             if folder.is_dir():
                 found.append((student, folder))
@@ -186,9 +192,7 @@ class Grader:
         return result_path(self.root, assignment, student)
 
     def key(self, assignment: str, folder: Path) -> str:
-        from .files import sha256_of
-
-        files = [p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts]
+        files = tree_files(folder)
         source = self.source / assignment / f"{assignment}.ipynb"
         parts = [sha256_of(files, folder), sha256_of([source]), self.options.limits.to_json(),
                  GRADER_VERSION, self.mode]
@@ -221,6 +225,12 @@ class Grader:
             result.status = Status.UNGRADABLE
             result.reason = (f"the student id {task.student!r} contains glob characters (* ? [ ]), which nbgrader "
                              "cannot grade: rename the submission's folder")
+            return result
+        linked = [f for f in (task.folder, task.folder.parent) if f.is_symlink()]
+        if linked:
+            result.status = Status.UNGRADABLE
+            result.reason = (f"the submission folder {shown_name(linked[0])} is a symbolic link: "
+                             "submit the files themselves")
             return result
         try:
             path, notes = find_notebook(task.folder, task.assignment)

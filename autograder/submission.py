@@ -23,6 +23,7 @@ Rules (each one leaves a note in the grades CSV):
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import nbformat
 from .base import KERNEL, KERNEL_DISPLAY_NAME
 from .cells import GRADING_KEYS, is_locked, is_setup, is_solution
 from .cells import nbgrader_meta as meta
+from .files import UnreadableFile, read_regular_file, shown_name
 
 
 class Ungradable(Exception):
@@ -50,38 +52,47 @@ def _norm(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
+# A notebook of this course is well under a megabyte without outputs; anything far larger is not one.
+MAX_NOTEBOOK_BYTES = 64 * 2**20
+
+
 def find_notebook(folder: Path, assignment: str) -> tuple[Path, list[str]]:
-    """The notebook to grade in a submission folder, and notes about how it was found."""
+    """The notebook to grade in a submission folder, and notes about how it was found.
+
+    Looks at names only (``lexists``): whether the entry is a file the grader may read is
+    ``read_notebook``'s decision, so a link or a FIFO named like the notebook is refused, not skipped."""
     expected = folder / f"{assignment}.ipynb"
-    if expected.is_file():
+    if os.path.lexists(expected):
         return expected, []
     candidates = sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith("."))
     if len(candidates) == 1:
-        return candidates[0], [f"notebook submitted as {candidates[0].name}, graded as {expected.name}"]
+        return candidates[0], [f"notebook submitted as {shown_name(candidates[0])}, graded as {expected.name}"]
     if not candidates:
         raise Ungradable(f"no notebook in the submission (expected {expected.name})")
     raise Ungradable(f"no {expected.name} and several other notebooks: "
-                     + ", ".join(p.name for p in candidates))
+                     + ", ".join(shown_name(p) for p in candidates))
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_NOTEBOOK_BYTES).decode("utf-8")
+    except UnreadableFile as error:
+        raise Ungradable(f"{error}: submit the notebook itself") from None
     except UnicodeDecodeError as error:
-        raise Ungradable(f"{path.name} is not UTF-8 text ({error.reason})") from None
+        raise Ungradable(f"{shown_name(path)} is not UTF-8 text ({error.reason})") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
-        raise Ungradable(f"malformed notebook JSON in {path.name}: {error.msg} at line {error.lineno}") from None
+        raise Ungradable(f"malformed notebook JSON in {shown_name(path)}: {error.msg} at line {error.lineno}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
-        raise Ungradable(f"{path.name} is JSON but not a notebook (no list of cells)")
+        raise Ungradable(f"{shown_name(path)} is JSON but not a notebook (no list of cells)")
     try:
         notebook = nbformat.reads(text, as_version=4)
     except Exception as error:  # noqa: BLE001 - any reader failure makes it ungradable
-        raise Ungradable(f"{path.name} is not a readable notebook: {error}") from None
+        raise Ungradable(f"{shown_name(path)} is not a readable notebook: {error}") from None
     for cell in notebook.cells:
         if not isinstance(cell.get("source", ""), str) or cell.get("cell_type") not in ("code", "markdown", "raw"):
-            raise Ungradable(f"{path.name} has a malformed cell")
+            raise Ungradable(f"{shown_name(path)} has a malformed cell")
     return notebook
 
 

@@ -8,6 +8,7 @@ valid_lens_to_mask 2, attention_memory_bytes 2 points: 13 in all); no plots, no 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -237,6 +238,30 @@ def bad_timestamp(reference, blank, folder):
     (folder / "timestamp.txt").write_text("yesterday evening, I think", encoding="utf-8")
 
 
+def links_the_source(reference, blank, folder):
+    # the notebook is a symbolic link to the reference solutions (on the grader's own disk)
+    (folder / f"{ASSIGNMENT}.ipynb").symlink_to(MODULE)
+
+
+def fifo_notebook(reference, blank, folder):
+    # a named pipe where the notebook should be: reading it would wait for a writer forever
+    os.mkfifo(folder / f"{ASSIGNMENT}.ipynb")
+
+
+def odd_file_names(reference, blank, folder):
+    # the right notebook, next to a file whose name is not UTF-8, a FIFO and a link to /etc
+    write(reference, folder)
+    (folder / os.fsdecode(b"notes-\xff\xfe.txt")).write_text("latin-1 name", encoding="utf-8")
+    os.mkfifo(folder / "pipe")
+    (folder / "etc").symlink_to("/etc")
+
+
+def links_another_student(reference, blank, folder):
+    # the whole submission folder is a link to another student's (the honest case, made first)
+    folder.rmdir()
+    folder.symlink_to(folder.parent.parent / "honest" / ASSIGNMENT)
+
+
 def breaks_setup(reference, blank, folder):
     # a cell of the student's before the trusted setup cell makes its imports fail
     cell = nbformat.v4.new_code_cell('import sys\nsys.modules["matplotlib.pyplot"] = None')
@@ -307,6 +332,14 @@ CASES = [
     Case("glob[1]", "a student id with glob characters", honest, "ungradable", None, reason="glob characters"),
     Case("breaks_setup", "the trusted setup cell cannot import (as in a broken environment)", breaks_setup,
          "ungradable", None, reason="setup cell"),
+    Case("links_the_source", "the notebook is a symbolic link to the reference solutions", links_the_source,
+         "ungradable", None, reason="symbolic link"),
+    Case("fifo_notebook", "a FIFO named like the notebook", fifo_notebook, "ungradable", None,
+         reason="not a regular file"),
+    Case("odd_file_names", "the notebook next to a non-UTF-8 file name, a FIFO and a link to /etc", odd_file_names,
+         "graded", FULL),
+    Case("links_another_student", "the submission folder is a link to another student's", links_another_student,
+         "ungradable", None, reason="symbolic link"),
     Case("escapes_sandbox", "reads solutions/, hidden tests, another student, /etc/shadow; writes the gradebook; "
          "opens a network connection", escapes_sandbox, "graded", FULL,
          outputs_must=[f"BLOCKED {p}" for p in ("solutions", "source-dir", "other-student", "repository", "shadow",

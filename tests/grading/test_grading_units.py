@@ -83,6 +83,51 @@ def test_unreadable_submissions_are_ungradable_with_a_reason(tmp_path: Path) -> 
     assert path.name == "Copy of mini.ipynb" and "submitted as" in notes[0]
 
 
+def test_student_files_are_read_without_links_blocking_or_limit(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    from autograder import grading
+    from autograder.files import UnreadableFile, read_regular_file, sha256_of, tree_files
+
+    secret = tmp_path / "secret.ipynb"
+    secret.write_text("{}", encoding="utf-8")
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "mini.ipynb").symlink_to(secret)
+    path, _ = find_notebook(folder, "mini")                  # found by name, refused when read
+    with pytest.raises(Ungradable, match="symbolic link"):
+        read_notebook(path)
+    (folder / "mini.ipynb").unlink()
+    os.mkfifo(folder / "mini.ipynb")
+    refused: list = []
+    reader = threading.Thread(target=lambda: refused.append(pytest.raises(Ungradable, read_notebook, path)))
+    reader.start()
+    reader.join(10)
+    assert not reader.is_alive() and refused, "reading a FIFO must fail at once, not wait for a writer"
+    assert "not a regular file" in str(refused[0].value)
+    (folder / "big").write_bytes(b"x" * 2048)
+    with pytest.raises(UnreadableFile, match="larger"):
+        read_regular_file(folder / "big", limit=1024)
+    assert read_regular_file(folder / "big", limit=4096) == b"x" * 2048
+    # The submission's key hashes every entry: odd names, FIFOs and links, none followed or opened.
+    (folder / os.fsdecode(b"\xff\xfe.txt")).write_bytes(b"1")
+    (folder / "etc").symlink_to("/etc")
+    files = tree_files(folder)
+    assert {f.name for f in files} >= {"mini.ipynb", "big", "etc", os.fsdecode(b"\xff\xfe.txt")}
+    assert not any(f.is_relative_to(folder / "etc") and f != folder / "etc" for f in files)
+    before = sha256_of(files, folder)
+    (folder / "etc").unlink()
+    (folder / "etc").symlink_to("/usr")
+    assert sha256_of(tree_files(folder), folder) != before, "a changed link target changes the key"
+    # nbgrader's bookkeeping files are carried only when they are regular files.
+    (folder / "timestamp.txt").symlink_to(secret)
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    notes = grading.carry_submission_files(folder, executed)
+    assert not (executed / "timestamp.txt").exists() and "symbolic link" in notes[0], notes
+
+
 def test_feedback_redaction_removes_hidden_code_and_tracebacks() -> None:
     source, _ = notebooks()
     test = cell_of(source, "test_softmax")
