@@ -7,7 +7,10 @@ before rendering:
 - the ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` region of every test cell;
 - every traceback of a test cell (kept: the error's name and message, e.g. the assert's message);
 - any line of hidden-test code that appears anywhere in any output (student code can print the
-  source of the calling test with ``inspect``; it is cut out too).
+  source of the calling test with ``inspect``; it is cut out too);
+- every output from the first hidden test on, except each test cell's verdict (the error's name and
+  its message, bounded): from then on the kernel has run hidden tests, and whatever it prints can
+  carry them in a form no line match finds (``base64`` of ``In``, an image of the text).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from nbformat import NotebookNode
 from traitlets import Bool
 
 from .cells import BEGIN_HIDDEN as BEGIN
@@ -47,14 +51,36 @@ def redact(text: str, secrets: list[str]) -> str:
     return text
 
 
+AFTER_HIDDEN = "(output not shown in feedback: this cell ran after a hidden test)\n"
+MAX_VERDICT = 500        # characters of a hidden test's error message shown
+
+
+def verdict_only(outputs: list, secrets: list[str]) -> list:
+    """A test cell's outputs reduced to its verdict: each error's name and bounded, redacted message."""
+    verdicts = []
+    for output in outputs:
+        if output.get("output_type") == "error":
+            message = redact(str(output.get("evalue", "")), secrets)[:MAX_VERDICT]
+            verdicts.append(NotebookNode({**output, "evalue": message,
+                                          "traceback": [f"{output.get('ename')}: {message}"]}))
+    return verdicts
+
+
 def redact_notebook(nb):
     secrets = [line for cell in nb.cells if is_test(cell) for line in hidden_lines(cell.source)]
+    after_hidden = False
     for cell in nb.cells:
         if cell.get("cell_type") != "code":
             continue
         test = is_test(cell)
+        after_hidden = after_hidden or (test and BEGIN in cell.source)
         if test:
             cell.source = strip_hidden(cell.source)
+        if after_hidden:
+            outputs = cell.get("outputs", [])
+            note = [NotebookNode(output_type="stream", name="stdout", text=AFTER_HIDDEN)] if outputs else []
+            cell["outputs"] = verdict_only(outputs, secrets) if test else note
+            continue
         for output in cell.get("outputs", []):
             kind = output.get("output_type")
             if kind == "error":

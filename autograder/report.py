@@ -2,9 +2,11 @@
 
 Reads ``grades.csv`` and the per-submission ``grading/<assignment>/<student>/result.json`` files and
 writes ``report/index.html`` (tables), ``report/<assignment>_scores.png`` (histogram of scores) and
-``report/<assignment>_tests.png`` (share of submissions failing each test), and
-``report/test_failures.csv``. Instructors see at a glance which exercise confused the class and
-which submissions need a look (ungradable, partially graded, flagged).
+``report/<assignment>_tests.png`` (share of submissions failing each test),
+``report/test_failures.csv``, and ``report/mistakes.csv``: per test, how many submissions made each
+known mistake (the tests' checks name a classic mistake when an answer matches it, "Your result
+matches a known mistake: ..."). Instructors see at a glance which exercise confused the class, and
+how, and which submissions need a look (ungradable, partially graded, flagged).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import csv
 import html
 import json
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 
@@ -43,6 +46,21 @@ def failure_rates(tests: dict[str, dict]) -> list[tuple[str, int, int, dict[str,
     return rates
 
 
+# The words vlmcourse.checks uses when a failing answer equals a known mistake's output.
+KNOWN_MISTAKE = re.compile(r"matches a known mistake: (.+?)\.(?=\s|$)")
+
+
+def mistake_counts(tests: dict[str, dict]) -> list[tuple[str, str, int]]:
+    """(test id, mistake, submissions) for each known mistake that failing answers of one assignment matched."""
+    counts: Counter = Counter()
+    for per_student in tests.values():
+        for gid, outcome in per_student.items():
+            if outcome["outcome"] != "passed":
+                for mistake in set(KNOWN_MISTAKE.findall(outcome.get("detail") or "")):
+                    counts[gid, mistake] += 1
+    return [(gid, mistake, n) for (gid, mistake), n in counts.most_common()]
+
+
 def write_report(workspace: Path) -> Path:
     import matplotlib
 
@@ -55,7 +73,7 @@ def write_report(workspace: Path) -> Path:
     parts = ["<html><head><meta charset='utf-8'><title>Grading report</title>",
              "<style>body{font-family:sans-serif;max-width:60em;margin:auto}td,th{padding:2px 8px;"
              "border-bottom:1px solid #ddd;text-align:left}</style></head><body><h1>Grading report</h1>"]
-    failure_rows = []
+    failure_rows, mistake_rows = [], []
     for assignment in sorted({r["assignment"] for r in rows}):
         mine = [r for r in rows if r["assignment"] == assignment]
         scored = [float(r["score"]) / float(r["max_score"]) * 100 for r in mine
@@ -89,6 +107,14 @@ def write_report(workspace: Path) -> Path:
             failure_rows.append({"assignment": assignment, "test": gid, "failed": failed, "total": total,
                                  "failure_rate": round(failed / max(1, total), 3)})
         parts.append("</table>")
+        mistakes = mistake_counts(tests.get(assignment, {}))
+        if mistakes:
+            parts.append("<h3>Known mistakes made</h3><table><tr><th>test</th><th>mistake</th>"
+                         "<th>submissions</th></tr>")
+            for gid, mistake, count in mistakes:
+                parts.append(f"<tr><td>{html.escape(gid)}</td><td>{html.escape(mistake)}</td><td>{count}</td></tr>")
+                mistake_rows.append({"assignment": assignment, "test": gid, "mistake": mistake, "submissions": count})
+            parts.append("</table>")
         attention = [r for r in mine if r["status"] != "graded" or r["flags"]]
         if attention:
             parts.append("<h3>Needs a look</h3><table><tr><th>student</th><th>status</th><th>reason</th>"
@@ -103,4 +129,8 @@ def write_report(workspace: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["assignment", "test", "failed", "total", "failure_rate"])
         writer.writeheader()
         writer.writerows(failure_rows)
+    with open(out / "mistakes.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["assignment", "test", "mistake", "submissions"])
+        writer.writeheader()
+        writer.writerows(mistake_rows)
     return out / "index.html"

@@ -103,6 +103,12 @@ def one_mistake(reference, blank, folder):
     write(replace_body(reference, "attention_memory_bytes", WRONG_MEMORY), folder)
 
 
+def wrong_axis(reference, blank, folder):
+    # a classic mistake the softmax test knows by name (report/mistakes.csv counts it)
+    body = "    exp = (x - x.amax(dim=1, keepdim=True)).exp()\n    return exp / exp.sum(dim=1, keepdim=True)"
+    write(replace_body(reference, "softmax", body), folder)
+
+
 def malformed_json(reference, blank, folder):
     (folder / f"{ASSIGNMENT}.ipynb").write_text(json.dumps(reference)[:-40], encoding="utf-8")
 
@@ -262,6 +268,13 @@ def links_another_student(reference, blank, folder):
     folder.symlink_to(folder.parent.parent / "honest" / ASSIGNMENT)
 
 
+def prints_tests_encoded(reference, blank, folder):
+    # a last cell prints every cell the kernel ran, hidden tests included, base64-encoded
+    reference.cells.append(nbformat.v4.new_code_cell(
+        'import base64\nprint("LE" + "AK:" + base64.b64encode("\\n".join(In).encode()).decode())'))
+    write(reference, folder)
+
+
 def breaks_setup(reference, blank, folder):
     # a cell of the student's before the trusted setup cell makes its imports fail
     cell = nbformat.v4.new_code_cell('import sys\nsys.modules["matplotlib.pyplot"] = None')
@@ -294,6 +307,8 @@ CASES = [
     Case("honest", "the reference solution", honest, "graded", FULL),
     Case("blank", "the untouched release", untouched, "graded", 0),
     Case("one_mistake", "an honest mistake", one_mistake, "graded", FULL - 2),
+    # the exercises built on the learner's softmax (masked softmax, attention, the mask's test) fail with it
+    Case("wrong_axis", "softmax normalised over axis 1 whatever dim says", wrong_axis, "graded", FULL - 2 - 3 - 4 - 2),
     Case("malformed_json", "truncated notebook JSON", malformed_json, "ungradable", None,
          reason="malformed notebook JSON"),
     Case("wrong_file_name", "notebook saved under another name", wrong_file_name, "graded", FULL,
@@ -340,6 +355,8 @@ CASES = [
          "graded", FULL),
     Case("links_another_student", "the submission folder is a link to another student's", links_another_student,
          "ungradable", None, reason="symbolic link"),
+    Case("prints_tests_encoded", "a last cell prints base64 of In (the hidden tests the kernel ran)",
+         prints_tests_encoded, "graded", FULL, outputs_must=["LEAK:"]),
     Case("escapes_sandbox", "reads solutions/, hidden tests, another student, /etc/shadow; writes the gradebook; "
          "opens a network connection", escapes_sandbox, "graded", FULL,
          outputs_must=[f"BLOCKED {p}" for p in ("solutions", "source-dir", "other-student", "repository", "shadow",

@@ -159,6 +159,8 @@ def test_feedback_never_shows_hidden_tests() -> None:
         assert "BEGIN HIDDEN TESTS" not in text, page
         leaked = [line for line in hidden if line in text]
         assert not leaked, f"{page}: hidden test lines in the feedback: {leaked[:2]}"
+        # an encoded copy too (prints_tests_encoded: the executed notebook has it, the feedback must not)
+        assert "LEAK:" not in text, f"{page}: kernel output after a hidden test in the feedback"
 
 
 def test_feedback_loads_mathjax_from_the_server_that_shows_it() -> None:
@@ -184,6 +186,11 @@ def test_report_has_plots_and_failure_rates() -> None:
     with open(report / "test_failures.csv", newline="") as handle:
         rates = {row["test"]: row for row in csv.DictReader(handle)}
     assert "test_attention_memory_bytes" in rates and int(rates["test_attention_memory_bytes"]["failed"]) > 0
+    # the wrong_axis case made a mistake the softmax test names: the report counts it
+    with open(report / "mistakes.csv", newline="") as handle:
+        made = {(row["test"], row["mistake"]): int(row["submissions"]) for row in csv.DictReader(handle)}
+    assert made.get(("test_softmax", "normalised over the wrong axis"), 0) >= 1, made
+    assert "Known mistakes made" in index.read_text(encoding="utf-8")
 
 
 RLIMIT_CASES = ("honest", "blank", "infinite_loop", "os_exit", "monkeypatched_checks")

@@ -143,6 +143,25 @@ def test_feedback_redaction_removes_hidden_code_and_tracebacks() -> None:
     assert hidden_line not in exercise.outputs[0].text and REDACTED in exercise.outputs[0].text
 
 
+def test_feedback_shows_no_kernel_output_from_the_first_hidden_test_on(tmp_path: Path) -> None:
+    import base64
+
+    source = read_notebook(build_source(tmp_path))             # its own copy: redaction edits in place
+    test = cell_of(source, "test_softmax")                      # the first test with hidden tests
+    encoded = base64.b64encode(test.source.encode()).decode()
+    test.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"from the learner's function: {encoded}"),
+                    nbformat.v4.new_output("error", ename="AssertionError", evalue="softmax rows must sum to 1",
+                                           traceback=["..."])]
+    later = cell_of(source, "masked_softmax")
+    later.outputs = [nbformat.v4.new_output("stream", name="stdout", text=encoded),
+                     nbformat.v4.new_output("display_data", data={"image/png": encoded})]
+    redact_notebook(source)
+    shown = json.dumps([c.get("outputs", []) for c in source.cells])
+    assert encoded not in shown, "an output after a hidden test reached the feedback"
+    assert [o.output_type for o in test.outputs] == ["error"] and test.outputs[0].evalue == "softmax rows must sum to 1"
+    assert len(later.outputs) == 1 and "after a hidden test" in later.outputs[0].text
+
+
 def test_guard_answers_are_authenticated_and_sequenced() -> None:
     import hashlib
     import hmac
