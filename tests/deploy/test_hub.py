@@ -11,8 +11,10 @@ with the reason otherwise. CI runs it as root.
 from __future__ import annotations
 
 import csv
+import fcntl
 import html
 import json
+import os
 import tempfile
 import time
 import urllib.error
@@ -41,11 +43,16 @@ def hub():
     reason = unavailable()
     if reason:
         pytest.skip(f"no local JupyterHub here: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="vlm-hub-", dir="/tmp"))
-    root.rmdir()
-    with LocalHub(root, students=2, assignments=[ASSIGNMENT]) as running:
-        yield running
-    assert not root.exists()
+    # One local hub at a time on a machine: its users and groups have fixed names. pytest-xdist keeps
+    # this module's tests on one worker (xdist_group), but should a second worker ever set this fixture
+    # up too, it waits here for the first hub to stop instead of colliding with it.
+    with open(Path(tempfile.gettempdir()) / f"vlm-course-hub-test-{os.geteuid()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        root = Path(tempfile.mkdtemp(prefix="vlm-hub-", dir="/tmp"))
+        root.rmdir()
+        with LocalHub(root, students=2, assignments=[ASSIGNMENT]) as running:
+            yield running
+        assert not root.exists()
 
 
 def request(hub: LocalHub, method: str, path: str, token: str, body=None, form: dict | None = None,
