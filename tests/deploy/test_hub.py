@@ -79,7 +79,8 @@ def partly_solved(release: dict) -> dict:
     return notebook
 
 
-def release_submit_grade_feedback(hub: LocalHub) -> None:
+def release_submit_grade_feedback(hub: LocalHub) -> dict[str, str]:
+    """The whole loop, through the hub; returns each student's feedback page (a path on the hub)."""
     started = time.monotonic()
     partial, blank = hub.student_names
     tokens = {user: hub.token(user) for user in (partial, blank, INSTRUCTOR)}
@@ -117,6 +118,7 @@ def release_submit_grade_feedback(hub: LocalHub) -> None:
     source = nbformat.read(SOLUTIONS / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     hidden = [line for c in source.cells if cells.is_test(c) for line in cells.hidden_lines(c.source)]
     assert hidden, "the assignment has hidden tests"
+    pages = {}
     for student in (partial, blank):
         _, _, text = request(hub, "POST", f"/user/{student}/assignments/fetch_feedback", tokens[student], form=course)
         assert json.loads(text)["success"], text
@@ -124,8 +126,8 @@ def release_submit_grade_feedback(hub: LocalHub) -> None:
         _, _, text = request(hub, "GET", feedback, tokens[student])
         folders = [item["path"] for item in json.loads(text)["content"] if item["type"] == "directory"]
         assert len(folders) == 1, text
-        page_path = f"/user/{student}/files/{urllib.parse.quote(folders[0])}/{ASSIGNMENT}.html"
-        _, _, page = request(hub, "GET", page_path, tokens[student])
+        pages[student] = f"/user/{student}/files/{urllib.parse.quote(folders[0])}/{ASSIGNMENT}.html"
+        _, _, page = request(hub, "GET", pages[student], tokens[student])
         shown = html.unescape(page)
         assert "test_softmax" in shown and "BEGIN HIDDEN" not in shown
         leaked = [line for line in hidden if line in shown]
@@ -143,6 +145,16 @@ def release_submit_grade_feedback(hub: LocalHub) -> None:
         request(hub, "GET", f"/services/{COURSE_ID}/formgrader/", tokens[blank])
     assert refused.value.code == 403
     assert time.monotonic() - started < 300
+    return pages
+
+
+def log_in_and_open(driver, hub: LocalHub, user: str, page: str, screens: Path) -> None:
+    """Log ``user`` in on the hub's login page in the browser, which then opens ``page``."""
+    driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
+    browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
+    driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
+                          "document.querySelector('#password_input').value = arguments[1];"
+                          "document.querySelector('#login_submit').click()", user, hub.users[user])
 
 
 def instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Path) -> None:
@@ -152,11 +164,7 @@ def instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Path) -
     screens = tmp_path / "screens"
     page = f"/services/{COURSE_ID}/formgrader/manage_submissions/{ASSIGNMENT}"
     with browser.chromium(tmp_path) as driver:
-        driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
-        browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
-        driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
-                              "document.querySelector('#password_input').value = arguments[1];"
-                              "document.querySelector('#login_submit').click()", INSTRUCTOR, hub.users[INSTRUCTOR])
+        log_in_and_open(driver, hub, INSTRUCTOR, page, screens)
         # The formgrader's table is filled by its JavaScript from the formgrader's API.
         shown = browser.wait_for(driver, screens, f"const t = document.body.innerText; return t.includes('{partial}')"
                                  f" && t.includes('{blank}') && t", "the formgrader's submissions", timeout=120)
@@ -171,22 +179,13 @@ def instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Path) -
         assert f"0 / {MAX_POINTS:g}" in rows[blank], rows[blank]
 
 
-def learner_reads_feedback_with_its_math_rendered_offline(hub: LocalHub, tmp_path: Path) -> None:
-    """The learner opens the fetched feedback in Chromium: MathJax comes from the learner's own Jupyter
+def learner_reads_feedback_with_its_math_rendered_offline(hub: LocalHub, page: str, tmp_path: Path) -> None:
+    """The learner opens the fetched feedback ``page`` in Chromium: MathJax comes from the learner's own Jupyter
     server (nothing from the internet) and typesets the notebook's math."""
     partial = hub.student_names[0]
-    token = hub.token(partial)
-    feedback = f"/user/{partial}/api/contents/{COURSE_ID}/{ASSIGNMENT}/feedback"
-    _, _, text = request(hub, "GET", feedback, token)
-    folder = next(item["path"] for item in json.loads(text)["content"] if item["type"] == "directory")
-    page = f"/user/{partial}/files/{urllib.parse.quote(folder)}/{ASSIGNMENT}.html"
     screens = tmp_path / "screens"
     with browser.chromium(tmp_path) as driver:
-        driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
-        browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
-        driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
-                              "document.querySelector('#password_input').value = arguments[1];"
-                              "document.querySelector('#login_submit').click()", partial, hub.users[partial])
+        log_in_and_open(driver, hub, partial, page, screens)
         typeset = browser.wait_for(driver, screens, "return document.querySelectorAll('.MathJax, .MathJax_CHTML')"
                                    ".length", "math typeset in the feedback", timeout=120)
         browser.shot(driver, screens, "feedback-math")
@@ -234,12 +233,13 @@ def hub_uid(user: str) -> int:
 def test_the_course_on_a_real_hub(hub: LocalHub, tmp_path: Path) -> None:
     """One test, in order, on one hub: each step needs the state the one before it leaves (pytest-xdist
     has been seen to run separate tests of this module on separate workers, each with a hub of its own)."""
-    release_submit_grade_feedback(hub)
+    feedback_pages = release_submit_grade_feedback(hub)
     permission_model(hub)
     reason = browser.missing()
     if reason:
         pytest.skip(f"the hub steps passed; the browser steps did not run: {reason}")
-    for step, folder in ((instructor_sees_the_formgrader_in_a_browser, "instructor"),
-                         (learner_reads_feedback_with_its_math_rendered_offline, "learner")):
-        (tmp_path / folder).mkdir()
-        step(hub, tmp_path / folder)
+    (tmp_path / "instructor").mkdir()
+    (tmp_path / "learner").mkdir()
+    instructor_sees_the_formgrader_in_a_browser(hub, tmp_path / "instructor")
+    learner_reads_feedback_with_its_math_rendered_offline(hub, feedback_pages[hub.student_names[0]],
+                                                          tmp_path / "learner")
