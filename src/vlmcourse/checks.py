@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from vlmcourse.sources import assert_written_by_hand  # noqa: F401  (a check the notebooks import from here)
+
 # Bound at import: later monkeypatching of the public names does not reach these.
 _as_tensor = torch.as_tensor
 _isfinite = torch.isfinite

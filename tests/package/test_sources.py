@@ -1,0 +1,44 @@
+"""vlmcourse.sources: which references an exercise's code reaches, read from its source."""
+
+from __future__ import annotations
+
+import linecache
+
+import pytest
+
+from vlmcourse.sources import assert_written_by_hand, dynamic_access, forbidden_calls
+
+
+def test_forbidden_calls_follow_the_learners_code_and_its_imports() -> None:
+    forbidden = ("softmax", "Softmax")
+    assert forbidden_calls(["def softmax(x):\n    e = x.exp()\n    return e / e.sum()"], "softmax", forbidden) == []
+    assert forbidden_calls(["def softmax(x, dim):\n    return torch.softmax(x, dim)"], "softmax", forbidden) == \
+        ["torch.softmax"]
+    assert forbidden_calls(["def softmax(x):\n    return x.softmax(-1)"], "softmax", forbidden) == ["x.softmax"]
+    assert forbidden_calls(["softmax = torch.nn.functional.softmax"], "softmax", forbidden) == \
+        ["torch.nn.functional.softmax"]
+    helper = ["from torch.nn.functional import softmax as sm\ndef _norm(x):\n    return sm(x, -1)",
+              "class Layer(nn.Module):\n    def forward(self, x):\n        return _norm(x)"]
+    assert forbidden_calls(helper, "Layer", forbidden) == ["torch.nn.functional.softmax"]
+    own = ["def softmax(x):\n    e = x.exp()\n    return e / e.sum()", "def attend(s):\n    return softmax(s)"]
+    assert forbidden_calls(own, "attend", forbidden) == [], "the learner's own softmax is allowed"
+    unrelated = ["def other(x):\n    return torch.softmax(x, -1)", "def mine(x):\n    return x + 1"]
+    assert forbidden_calls(unrelated, "mine", forbidden) == [], "only code the exercise reaches counts"
+    assert forbidden_calls(["def broken(:"], "broken", forbidden) == []
+    assert dynamic_access(["def f(x):\n    return getattr(torch, 'soft' + 'max')(x)"], "f") == ["getattr"]
+
+
+def test_the_visible_check_reads_the_kernels_functions() -> None:
+    namespace: dict = {"__name__": "__main__"}
+    cells = ["import torch", "def softmax(x, dim=-1):\n    return torch.softmax(x, dim)\n",
+             "def attend(s):\n    return softmax(s)\n"]
+    for index, source in enumerate(cells):
+        name = f"<cell {index}>"
+        linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
+        exec(compile(source, name, "exec"), namespace)
+    with pytest.raises(AssertionError, match="you called the reference it is compared with"):
+        assert_written_by_hand(namespace["attend"], "softmax")
+    cell = "def softmax(x, dim=-1):\n    e = x.exp()\n    return e / e.sum(dim, keepdim=True)\n"
+    linecache.cache["<cell 3>"] = (len(cell), None, cell.splitlines(keepends=True), "<cell 3>")
+    exec(compile(cell, "<cell 3>", "exec"), namespace)
+    assert_written_by_hand(namespace["attend"], "softmax")
