@@ -34,6 +34,7 @@ from .guard import GuardClient, GuardError
 from .outcomes import CellStatus, Outcome
 from .sandbox import Limits, Sandbox, kill_tree
 from .submission import Canonical
+from .trusted import Check, Session
 
 MAX_ATTEMPTS = 3
 
@@ -246,8 +247,10 @@ def _guard_call(kernel: SandboxedKernel, guard: GuardClient, action: str, cell: 
     return guard.verify(value.get("data", {}).get("text/plain", ""), action)
 
 
-def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> Execution:
-    """Run the canonical notebook; see the module docstring for the rules."""
+def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path,
+                     checks: list[Check] | None = None) -> Execution:
+    """Run the canonical notebook; see the module docstring for the rules. A test with a trusted
+    check (:mod:`autograder.trusted`) passes only if that check, run after the last cell, agrees."""
     limits = sandbox.limits
     start = time.monotonic()
     skipped: dict[int, str] = {}
@@ -261,6 +264,7 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
         tests: dict[str, TestOutcome] = {gid: TestOutcome(gid, Outcome.NOT_RUN) for gid in canonical.tests.values()}
         flags: list[str] = []
         kernel = SandboxedKernel(sandbox, scratch)
+        session = Session(checks, scratch) if checks else None
         failed_at = None
         try:
             kernel.start()
@@ -322,6 +326,10 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
                     tests[gid] = TestOutcome(gid, Outcome.FAILED, message)
                 else:
                     tests[gid] = TestOutcome(gid, Outcome.PASSED)
+                    if session and gid in session.checks:
+                        kernel.run_code(session.remember_code(gid), limits, timeout=30, silent=True)
+            if session and failed_at is None and not result.setup_error:
+                flags += _run_trusted_checks(kernel, session, tests, canonical.student_sources, limits, result)
         except GuardError as error:
             flags.append(f"grader guard failed: {error}")
             failed_at = failed_at or ("guard", str(error))
@@ -361,10 +369,34 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path) -> E
         outcome = result.tests.get(gid, TestOutcome(gid, Outcome.NOT_RUN))
         cell = result.notebook.cells[index]
         has_error = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
-        if outcome.outcome != Outcome.PASSED and not has_error:
+        if outcome.outcome == Outcome.FAILED and not has_error:     # the trusted check disagreed
+            cell.outputs = list(cell.get("outputs", [])) + [error_output("GraderCheckFailed", outcome.detail)]
+        elif outcome.outcome != Outcome.PASSED and not has_error:
             note = f"this test was not graded: {outcome.outcome} {outcome.detail}".strip()
             cell.outputs = list(cell.get("outputs", [])) + [error_output("GraderNotGraded", note)]
     return result
+
+
+def _run_trusted_checks(kernel: SandboxedKernel, session: Session, tests: dict[str, TestOutcome],
+                        sources: list[str], limits: Limits, result: Execution) -> list[str]:
+    """Ask the kernel for the learner's answers on fresh inputs and judge them here; a passed test
+    whose check disagrees fails. Returns review flags."""
+    passed = [gid for gid in session.checks if tests.get(gid) and tests[gid].outcome == Outcome.PASSED]
+    if not passed:
+        return []
+    run = kernel.run_code(session.call_code(passed), limits, timeout=limits.cell_timeout, silent=True)
+    if run.status in (CellStatus.TIMEOUT, CellStatus.DIED, CellStatus.FLOOD):
+        for gid in passed:
+            tests[gid] = TestOutcome(gid, Outcome.NOT_RUN, f"the grader's own check did not finish ({run.status})")
+        result.incidents.append(f"the grader's own checks did not finish ({run.status})")
+        return []
+    flags = []
+    for gid, verdict in session.judge(sources).items():
+        flags += verdict.flags
+        if not verdict.passed:
+            tests[gid] = TestOutcome(gid, Outcome.FAILED, verdict.detail[:300])
+            flags.append(f"review: {gid} passed in the kernel but not the grader's own check: {verdict.detail[:200]}")
+    return flags
 
 
 def _guard_call_install(kernel: SandboxedKernel, guard: GuardClient, limits: Limits) -> None:

@@ -48,8 +48,9 @@ from .release import ensure_release
 from .results import Result, load_result, now, result_path, save_result
 from .sandbox import Limits, Sandbox, choose_mode
 from .submission import Ungradable, canonicalize, find_notebook, read_notebook
+from .trusted import CHECKS_FILE, load_checks
 
-GRADER_VERSION = "1"
+GRADER_VERSION = "2"   # 2: trusted checks
 GLOB_CHARACTERS = set("*?[]")   # nbgrader finds a student's files with glob patterns built from the id
 SCRATCH_PATH_LIMIT = 70  # + "/slotNN/kernel/socket-N" stays within the 107 bytes of a Unix socket path
 Progress = Callable[[str], None]
@@ -160,6 +161,7 @@ class Grader:
         self.log = logging.getLogger("autograder")
         self.db_url = normalize_db_url(options.db_url) or default_db_url(self.root)
         self.recorder = Recorder(self.root, self.source, self.db_url, feedback=options.feedback)
+        self._checks: dict[str, list] = {}
         self.scratch = self.root / "scratch" / f"{socket.gethostname()}-{os.getpid()}"
         if len(str(self.scratch)) > SCRATCH_PATH_LIMIT:
             # A kernel's ZeroMQ ipc sockets live in its scratch folder and a socket path must fit in
@@ -193,10 +195,16 @@ class Grader:
 
     def key(self, assignment: str, folder: Path) -> str:
         files = tree_files(folder)
-        source = self.source / assignment / f"{assignment}.ipynb"
-        parts = [sha256_of(files, folder), sha256_of([source]), self.options.limits.to_json(),
+        sources = [self.source / assignment / name for name in (f"{assignment}.ipynb", CHECKS_FILE)]
+        parts = [sha256_of(files, folder), sha256_of([s for s in sources if s.exists()]), self.options.limits.to_json(),
                  GRADER_VERSION, self.mode]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+    def checks(self, assignment: str) -> list:
+        """The assignment's trusted checks (:mod:`autograder.trusted`), loaded once per run."""
+        if assignment not in self._checks:
+            self._checks[assignment] = load_checks(self.source, assignment)
+        return self._checks[assignment]
 
     def load_result(self, assignment: str, student: str) -> Result | None:
         return load_result(self.result_path(assignment, student))
@@ -240,7 +248,8 @@ class Grader:
             return result
         result.notes = notes + canonical.notes
         sandbox = Sandbox(mode=self.mode, limits=self.options.limits, slot=uid_block * 64 + slot)
-        execution = execute_notebook(canonical, sandbox, self.scratch / f"slot{slot}")
+        execution = execute_notebook(canonical, sandbox, self.scratch / f"slot{slot}",
+                                     checks=self.checks(task.assignment))
         result.seconds, result.attempts = round(execution.seconds, 2), execution.attempts
         result.flags = execution.flags + [f"review: code {f}" for f in static_flags(canonical.student_sources)]
         result.tests = {gid: {"outcome": o.outcome, "detail": o.detail, "points": points.get(gid, 0)}

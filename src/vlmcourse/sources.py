@@ -14,6 +14,7 @@ read this way: :func:`dynamic_access` lists it so that a person can look.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections.abc import Iterable
@@ -21,13 +22,21 @@ from collections.abc import Iterable
 DYNAMIC = {"getattr", "eval", "exec", "compile", "__import__", "globals", "vars", "import_module"}
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse(source: str) -> ast.Module | None:
+    """The syntax tree of one cell (None if it does not parse); cells are read many times, parsed once."""
+    try:
+        return ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return None
+
+
 def _definitions(sources: Iterable[str]) -> dict[str, ast.AST]:
     """Top-level functions and classes of the sources, by name (the last definition wins, as in a kernel)."""
     found: dict[str, ast.AST] = {}
     for source in sources:
-        try:
-            tree = ast.parse(textwrap.dedent(source))
-        except SyntaxError:
+        tree = _parse(source)
+        if tree is None:
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -41,20 +50,21 @@ def _definitions(sources: Iterable[str]) -> dict[str, ast.AST]:
     return found
 
 
-def _imported_aliases(sources: Iterable[str], forbidden: set[str]) -> dict[str, str]:
-    """Names bound by ``from m import name [as alias]`` where ``name`` is forbidden: alias -> name."""
-    aliases = {}
+@functools.lru_cache(maxsize=64)
+def _from_imports(sources: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """Every ``from module import name [as alias]`` of the sources: (alias, module, name)."""
+    found = []
     for source in sources:
-        try:
-            tree = ast.parse(textwrap.dedent(source))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
+        tree = _parse(source)
+        for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.ImportFrom):
-                for alias in node.names:
-                    if alias.name in forbidden:
-                        aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return aliases
+                found += [(a.asname or a.name, node.module or "", a.name) for a in node.names]
+    return tuple(found)
+
+
+def _imported_aliases(sources: Iterable[str], forbidden: set[str]) -> dict[str, str]:
+    """Names bound by ``from m import name [as alias]`` where ``name`` is forbidden: alias -> m.name."""
+    return {alias: f"{module}.{name}" for alias, module, name in _from_imports(tuple(sources)) if name in forbidden}
 
 
 def _reachable(definitions: dict[str, ast.AST], start: str) -> list[ast.AST]:

@@ -1,0 +1,310 @@
+"""The grader's own verdict on an exercise, decided outside the learner's kernel.
+
+A test cell runs in the learner's kernel, so the learner's code can, in principle, make it say
+"passed" (see :mod:`autograder.guard` for what the in-kernel guard stops and what it cannot).
+A *trusted check* does not believe the kernel. After the notebook has run:
+
+1. the grader draws fresh inputs from a seed the kernel never sees, and writes them as plain arrays
+   (``.npz``, no pickle) where the kernel can read them;
+2. the kernel calls the learner's function (the one that was defined when its test passed) on them
+   and writes what it returned, again as plain arrays;
+3. this process, which runs no learner code, computes the references with its own PyTorch,
+   compares, and reads the learner's source for calls of the reference itself
+   (:func:`vlmcourse.sources.forbidden_calls`).
+
+A test keeps its points only if the kernel's test cell passed *and* the trusted check agrees, so
+anything the kernel says can only lower its score. The checks of an assignment live next to its
+source notebook, in ``solutions/<assignment>/trusted_checks.py`` (never released to learners): a list
+``CHECKS`` of :class:`Check`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import secrets
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .files import UnreadableFile, read_regular_file
+
+CHECKS_FILE = "trusted_checks.py"
+MAX_OUTPUT_BYTES = 64 * 2**20        # what the kernel may hand back, all checks together
+
+
+@dataclass
+class Case:
+    """One call of the learner's code on inputs the grader chose.
+
+    ``args``/``kwargs`` hold numpy arrays (given to the learner's code as tensors) or plain JSON
+    values. For a class (``Check.module``): ``init`` are its constructor's arguments, ``state`` the
+    ``state_dict`` the grader loads into it (strictly: the parameter names are the exercise's contract),
+    ``double`` converts it to float64 first.
+    """
+
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    init: Sequence[Any] = ()
+    state: dict[str, np.ndarray] = field(default_factory=dict)
+    double: bool = False
+
+    def describe(self) -> str:
+        """The inputs as a learner can read them: shapes of arrays, values of the rest."""
+        def one(value: Any) -> str:
+            return f"shape {tuple(value.shape)}" if isinstance(value, np.ndarray) else repr(value)
+        parts = [one(a) for a in self.args] + [f"{k}={one(v)}" for k, v in self.kwargs.items()]
+        return ", ".join(parts)
+
+
+@dataclass
+class Check:
+    """The grader's own check of one graded test cell.
+
+    Args:
+        grade_id: the test cell whose points this check backs.
+        function: the learner's function (or class, with ``module=True``) by name.
+        cases: draws the cases from the grader's random generator.
+        reference: the expected outputs of a case, as a list of arrays in the order the learner's
+            code returns them (a tuple is flattened), then the ``attributes``.
+        attributes: attributes of the learner's module read after the call (``attention_weights``).
+        forbidden: last components of the references the exercise must not call (``"softmax"``).
+        mistakes: classic wrong answers by name, each computing a case's outputs the wrong way: a
+            failing answer that matches one is told so ("matches a known mistake: ...").
+        atol, rtol: the tolerance (outputs are compared in float64).
+    """
+
+    grade_id: str
+    function: str
+    cases: Callable[[np.random.Generator], list[Case]]
+    reference: Callable[[Case], list[np.ndarray]]
+    module: bool = False
+    attributes: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    mistakes: dict[str, Callable[[Case], list[np.ndarray]]] = field(default_factory=dict)
+    atol: float = 1e-6
+    rtol: float = 1e-5
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    detail: str = ""
+    flags: list[str] = field(default_factory=list)
+
+
+def load_checks(source: Path, assignment: str) -> list[Check]:
+    """The trusted checks of ``assignment`` (an empty list when it has none)."""
+    path = source / assignment / CHECKS_FILE
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location(f"trusted_checks_{assignment}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    checks = list(module.CHECKS)
+    assert all(isinstance(c, Check) for c in checks), f"{path}: CHECKS must hold Check objects"
+    return checks
+
+
+class Session:
+    """One submission's trusted checks: the files the kernel reads and writes, and the verdicts."""
+
+    def __init__(self, checks: list[Check], scratch: Path, seed: int | None = None):
+        self.checks = {c.grade_id: c for c in checks}
+        self.scratch = scratch
+        self.token = secrets.token_hex(8)
+        self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
+        self.cases: dict[str, list[Case]] = {}
+        self.targets = f"_grader_targets_{self.token}"
+
+    # ------------------------------------------------------------------ kernel side (code as text)
+    def remember_code(self, grade_id: str) -> str:
+        """Code that keeps the learner's function as it was when its test passed."""
+        name = self.checks[grade_id].function
+        return (f"globals().setdefault({self.targets!r}, {{}})[{grade_id!r}] = "
+                f"globals().get({name!r})")
+
+    def call_code(self, passed: list[str]) -> str:
+        """Write the inputs of the checks of the ``passed`` tests; the code that makes the kernel answer."""
+        arrays: dict[str, np.ndarray] = {}
+
+        def encode(value: Any) -> dict:
+            if isinstance(value, np.ndarray):
+                key = f"a{len(arrays)}"
+                arrays[key] = value
+                return {"array": key}
+            return {"value": value}
+
+        spec = []
+        for gid in passed:
+            check = self.checks[gid]
+            self.cases[gid] = check.cases(self.rng)
+            spec.append({"grade_id": gid, "function": check.function, "module": check.module,
+                         "attributes": list(check.attributes),
+                         "cases": [{"args": [encode(a) for a in c.args],
+                                    "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
+                                    "init": [encode(a) for a in c.init],
+                                    "state": {k: encode(v) for k, v in c.state.items()},
+                                    "double": c.double} for c in self.cases[gid]]})
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        _create(self.inputs, buffer.getvalue())
+        _create(self.spec, json.dumps(spec).encode())
+        return KERNEL_CALL.replace("TOKEN", self.token).format(
+            spec=str(self.spec), inputs=str(self.inputs), output=str(self.output), targets=self.targets)
+
+    @property
+    def inputs(self) -> Path:
+        return self.scratch / f"check-in-{self.token}.npz"
+
+    @property
+    def spec(self) -> Path:
+        return self.scratch / f"check-in-{self.token}.json"
+
+    @property
+    def output(self) -> Path:
+        return self.scratch / "home" / f"check-out-{self.token}.npz"
+
+    # ------------------------------------------------------------------------- trusted side
+    def judge(self, sources: list[str]) -> dict[str, Verdict]:
+        """Compare what the kernel wrote with the references, and read the sources for delegation."""
+        try:
+            answers = _read_answers(self.output)
+        except (OSError, UnreadableFile, ValueError, zipfile.BadZipFile) as error:
+            return {gid: Verdict(False, f"the grader's own check got no readable answer from the kernel ({error})")
+                    for gid in self.cases}
+        return {gid: self._judge_one(self.checks[gid], cases, answers, sources) for gid, cases in self.cases.items()}
+
+    def _judge_one(self, check: Check, cases: list[Case], answers: dict[str, np.ndarray],
+                   sources: list[str]) -> Verdict:
+        from vlmcourse.sources import dynamic_access, forbidden_calls
+
+        flags = [f"review: {check.function} reaches code by computed names ({', '.join(found)})"
+                 for found in [dynamic_access(sources, check.function)] if found]
+        uses = forbidden_calls(sources, check.function, check.forbidden) if check.forbidden else []
+        if uses:
+            return Verdict(False, f"`{check.function}` calls {', '.join(f'`{u}`' for u in uses)}, the reference it "
+                                  "is compared with: the exercise asks you to write it yourself", flags)
+        for index, case in enumerate(cases):
+            key = f"{check.grade_id}/{index}"
+            where = f"on the grader's own inputs ({case.describe()})"
+            if f"{key}/error" in answers:
+                return Verdict(False, f"`{check.function}` raised {answers[f'{key}/error']} {where}", flags)
+            expected = [np.asarray(e) for e in check.reference(case)]
+            got = [answers.get(f"{key}/{j}") for j in range(len(expected))]
+            if f"{key}/{len(expected)}" in answers or any(g is None for g in got):
+                count = sum(1 for k in answers if k.startswith(f"{key}/"))
+                return Verdict(False, f"`{check.function}` returned {count} values {where}; "
+                                      f"expected {len(expected)}", flags)
+            for j, (g, e) in enumerate(zip(got, expected)):
+                problem = _difference(g, e, check.atol, check.rtol)
+                if problem:
+                    what = f"output {j}" if len(expected) > 1 else "the output"
+                    return Verdict(False, f"`{check.function}` {where}: {what} {problem}."
+                                          + _known_mistake(check, case, got), flags)
+        return Verdict(True, "", flags)
+
+
+def _known_mistake(check: Check, case: Case, got: list[np.ndarray]) -> str:
+    """" Your result matches a known mistake: <name>." when a named wrong answer gives ``got``."""
+    for name, wrong in check.mistakes.items():
+        outputs = [np.asarray(w) for w in wrong(case)]
+        same = len(outputs) == len(got) and \
+            not any(_difference(g, w, check.atol, check.rtol) for g, w in zip(got, outputs))
+        if same:
+            return f" Your result matches a known mistake: {name}."
+    return ""
+
+
+def _difference(got: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> str:
+    """Why ``got`` is not ``expected`` (empty when it is)."""
+    if got.shape != expected.shape:
+        return f"has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+    if expected.dtype == bool:
+        if got.dtype != bool:
+            return f"has dtype {got.dtype}, expected bool"
+        wrong = int((got != expected).sum())
+        return f"differs from the reference in {wrong} entries" if wrong else ""
+    if got.dtype.kind not in "biuf":
+        return f"has dtype {got.dtype}, expected numbers"
+    got, expected = got.astype(np.float64), expected.astype(np.float64)
+    if not np.isfinite(got).all() and not np.array_equal(np.isfinite(got), np.isfinite(expected)):
+        return "has NaN or inf where the reference is finite"
+    if np.allclose(got, expected, atol=atol, rtol=rtol, equal_nan=True):
+        return ""
+    return f"differs from the reference by up to {float(np.nanmax(np.abs(got - expected))):.3g}"
+
+
+def _create(path: Path, data: bytes) -> None:
+    """Write a new file; never through a link or over a file someone else put there."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _read_answers(path: Path) -> dict[str, np.ndarray]:
+    """The arrays the kernel wrote: a regular file, bounded before and after decompression, no pickle."""
+    data = read_regular_file(path, MAX_OUTPUT_BYTES)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        if sum(info.file_size for info in archive.infolist()) > MAX_OUTPUT_BYTES:
+            raise ValueError("the answer is larger than the grader accepts")
+    with np.load(io.BytesIO(data), allow_pickle=False) as loaded:
+        return {key: loaded[key] for key in loaded.files}
+
+
+# Runs in the learner's kernel: whatever it does there can only change what it answers.
+KERNEL_CALL = '''
+def _grader_call_TOKEN():
+    import json, numpy, torch
+    with open({spec!r}) as handle:
+        spec = json.load(handle)
+    arrays = numpy.load({inputs!r}, allow_pickle=False)
+    targets = globals().get({targets!r}, {{}})
+    answers = {{}}
+
+    def value(encoded):
+        return torch.from_numpy(arrays[encoded["array"]].copy()) if "array" in encoded else encoded["value"]
+
+    def flat(result):
+        if isinstance(result, (tuple, list)):
+            return [item for part in result for item in flat(part)]
+        return [result]
+
+    def plain(result):
+        tensor = result if isinstance(result, torch.Tensor) else torch.as_tensor(result)
+        tensor = tensor.detach().cpu()
+        return (tensor.to(torch.float64) if tensor.is_floating_point() else tensor).numpy()
+
+    for check in spec:
+        for index, case in enumerate(check["cases"]):
+            key = check["grade_id"] + "/" + str(index)
+            try:
+                target = targets.get(check["grade_id"])
+                if target is None:
+                    raise NameError(check["function"] + " is not defined")
+                call = target
+                if check["module"]:
+                    call = target(*[value(a) for a in case["init"]])
+                    if case["double"]:
+                        call = call.double()
+                    call.load_state_dict({{k: value(v) for k, v in case["state"].items()}}, strict=True)
+                    call.eval()
+                with torch.no_grad():
+                    kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}
+                    result = call(*[value(a) for a in case["args"]], **kwargs)
+                outputs = flat(result) + [getattr(call, name) for name in check["attributes"]]
+                for position, output in enumerate(outputs):
+                    answers[key + "/" + str(position)] = plain(output)
+            except Exception as error:
+                answers[key + "/error"] = numpy.array((type(error).__name__ + ": " + str(error))[:300])
+    numpy.savez({output!r}, **answers)
+
+_grader_call_TOKEN()
+del _grader_call_TOKEN
+'''
