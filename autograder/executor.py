@@ -264,7 +264,7 @@ def execute_notebook(canonical: Canonical, sandbox: Sandbox, scratch: Path,
         tests: dict[str, TestOutcome] = {gid: TestOutcome(gid, Outcome.NOT_RUN) for gid in canonical.tests.values()}
         flags: list[str] = []
         kernel = SandboxedKernel(sandbox, scratch)
-        session = Session(checks, scratch) if checks else None
+        session = Session(checks) if checks else None
         failed_at = None
         try:
             kernel.start()
@@ -384,14 +384,21 @@ def _run_trusted_checks(kernel: SandboxedKernel, session: Session, tests: dict[s
     passed = [gid for gid in session.checks if tests.get(gid) and tests[gid].outcome == Outcome.PASSED]
     if not passed:
         return []
-    run = kernel.run_code(session.call_code(passed), limits, timeout=limits.cell_timeout, silent=True)
+    code, expression = session.call_code(passed)
+    run = kernel.run_code(code, limits, timeout=limits.cell_timeout, silent=True,
+                          user_expressions={"answer": expression})
     if run.status in (CellStatus.TIMEOUT, CellStatus.DIED, CellStatus.FLOOD):
         for gid in passed:
             tests[gid] = TestOutcome(gid, Outcome.NOT_RUN, f"the grader's own check did not finish ({run.status})")
         result.incidents.append(f"the grader's own checks did not finish ({run.status})")
         return []
+    value = (run.reply or {}).get("user_expressions", {}).get("answer", {})
+    if value.get("status") == "ok":
+        answer = value.get("data", {}).get("text/plain", "")
+    else:
+        answer = f"no answer ({value.get('ename', run.status)}: {str(value.get('evalue', ''))[:200]})"
     flags = []
-    for gid, verdict in session.judge(sources).items():
+    for gid, verdict in session.judge(answer, sources).items():
         flags += verdict.flags
         if not verdict.passed:
             tests[gid] = TestOutcome(gid, Outcome.FAILED, verdict.detail[:300])

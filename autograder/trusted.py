@@ -4,10 +4,12 @@ A test cell runs in the learner's kernel, so the learner's code can, in principl
 "passed" (see :mod:`autograder.guard` for what the in-kernel guard stops and what it cannot).
 A *trusted check* does not believe the kernel. After the notebook has run:
 
-1. the grader draws fresh inputs from a seed the kernel never sees, and writes them as plain arrays
-   (``.npz``, no pickle) where the kernel can read them;
+1. the grader draws fresh inputs from a seed the kernel never sees and sends them in the code it
+   asks the kernel to run, as plain arrays (``.npz``, no pickle);
 2. the kernel calls the learner's function (the one that was defined when its test passed) on them
-   and writes what it returned, again as plain arrays;
+   and answers with what it returned, again as plain arrays, through the kernel's own reply
+   (``user_expressions``): no file is shared, so the kernel's files can live on a filesystem of its
+   own (see :mod:`autograder.sandbox`);
 3. this process, which runs no learner code, computes the references with its own PyTorch,
    compares, and reads the learner's source for calls of the reference itself
    (:func:`vlmcourse.sources.forbidden_calls`).
@@ -20,10 +22,12 @@ source notebook, in ``solutions/<assignment>/trusted_checks.py`` (never released
 
 from __future__ import annotations
 
+import ast
+import base64
+import binascii
 import importlib.util
 import io
 import json
-import os
 import secrets
 import zipfile
 from collections.abc import Callable, Sequence
@@ -32,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .files import UnreadableFile, read_regular_file
 
 CHECKS_FILE = "trusted_checks.py"
 MAX_OUTPUT_BYTES = 64 * 2**20        # what the kernel may hand back, all checks together
@@ -113,11 +115,10 @@ def load_checks(source: Path, assignment: str) -> list[Check]:
 
 
 class Session:
-    """One submission's trusted checks: the files the kernel reads and writes, and the verdicts."""
+    """One submission's trusted checks: the code the kernel runs, and the verdicts on its answer."""
 
-    def __init__(self, checks: list[Check], scratch: Path, seed: int | None = None):
+    def __init__(self, checks: list[Check], seed: int | None = None):
         self.checks = {c.grade_id: c for c in checks}
-        self.scratch = scratch
         self.token = secrets.token_hex(8)
         self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
         self.cases: dict[str, list[Case]] = {}
@@ -130,8 +131,9 @@ class Session:
         return (f"globals().setdefault({self.targets!r}, {{}})[{grade_id!r}] = "
                 f"globals().get({name!r})")
 
-    def call_code(self, passed: list[str]) -> str:
-        """Write the inputs of the checks of the ``passed`` tests; the code that makes the kernel answer."""
+    def call_code(self, passed: list[str]) -> tuple[str, str]:
+        """The code that defines the kernel's answer to the checks of the ``passed`` tests (their
+        inputs inside it), and the expression that computes the answer (a base64 ``.npz`` string)."""
         arrays: dict[str, np.ndarray] = {}
 
         def encode(value: Any) -> dict:
@@ -154,30 +156,19 @@ class Session:
                                     "double": c.double} for c in self.cases[gid]]})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _create(self.inputs, buffer.getvalue())
-        _create(self.spec, json.dumps(spec).encode())
-        return KERNEL_CALL.replace("TOKEN", self.token).format(
-            spec=str(self.spec), inputs=str(self.inputs), output=str(self.output), targets=self.targets)
-
-    @property
-    def inputs(self) -> Path:
-        return self.scratch / f"check-in-{self.token}.npz"
-
-    @property
-    def spec(self) -> Path:
-        return self.scratch / f"check-in-{self.token}.json"
-
-    @property
-    def output(self) -> Path:
-        return self.scratch / "home" / f"check-out-{self.token}.npz"
+        code = KERNEL_ANSWER.replace("TOKEN", self.token).format(
+            spec=json.dumps(spec), inputs=base64.b64encode(buffer.getvalue()).decode(), targets=self.targets)
+        return code, f"_grader_answer_{self.token}()"
 
     # ------------------------------------------------------------------------- trusted side
-    def judge(self, sources: list[str]) -> dict[str, Verdict]:
-        """Compare what the kernel wrote with the references, and read the sources for delegation."""
+    def judge(self, answer: str, sources: list[str]) -> dict[str, Verdict]:
+        """Compare the kernel's answer (the text of its ``user_expressions`` value) with the references,
+        and read the sources for delegation."""
         try:
-            answers = _read_answers(self.output)
-        except (OSError, UnreadableFile, ValueError, zipfile.BadZipFile) as error:
-            return {gid: Verdict(False, f"the grader's own check got no readable answer from the kernel ({error})")
+            answers = _decode_answer(answer)
+        except (ValueError, SyntaxError, binascii.Error, zipfile.BadZipFile) as error:
+            reason = answer if answer.startswith("no answer") else error
+            return {gid: Verdict(False, f"the grader's own check got no readable answer from the kernel ({reason})")
                     for gid in self.cases}
         return {gid: self._judge_one(self.checks[gid], cases, answers, sources) for gid, cases in self.cases.items()}
 
@@ -241,16 +232,15 @@ def _difference(got: np.ndarray, expected: np.ndarray, atol: float, rtol: float)
     return f"differs from the reference by up to {float(np.nanmax(np.abs(got - expected))):.3g}"
 
 
-def _create(path: Path, data: bytes) -> None:
-    """Write a new file; never through a link or over a file someone else put there."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-
-
-def _read_answers(path: Path) -> dict[str, np.ndarray]:
-    """The arrays the kernel wrote: a regular file, bounded before and after decompression, no pickle."""
-    data = read_regular_file(path, MAX_OUTPUT_BYTES)
+def _decode_answer(text: str) -> dict[str, np.ndarray]:
+    """The arrays of the kernel's answer: a quoted base64 string, bounded before and after
+    decompression, loaded without pickle."""
+    if len(text) > MAX_OUTPUT_BYTES * 4 // 3 + 16:
+        raise ValueError("the answer is larger than the grader accepts")
+    encoded = ast.literal_eval(text)
+    if not isinstance(encoded, str):
+        raise ValueError(f"the answer is a {type(encoded).__name__}, not the grader's encoding")
+    data = base64.b64decode(encoded, validate=True)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         if sum(info.file_size for info in archive.infolist()) > MAX_OUTPUT_BYTES:
             raise ValueError("the answer is larger than the grader accepts")
@@ -259,12 +249,11 @@ def _read_answers(path: Path) -> dict[str, np.ndarray]:
 
 
 # Runs in the learner's kernel: whatever it does there can only change what it answers.
-KERNEL_CALL = '''
-def _grader_call_TOKEN():
-    import json, numpy, torch
-    with open({spec!r}) as handle:
-        spec = json.load(handle)
-    arrays = numpy.load({inputs!r}, allow_pickle=False)
+KERNEL_ANSWER = '''
+def _grader_answer_TOKEN():
+    import base64, io, json, numpy, torch
+    spec = json.loads({spec!r})
+    arrays = numpy.load(io.BytesIO(base64.b64decode({inputs!r})), allow_pickle=False)
     targets = globals().get({targets!r}, {{}})
     answers = {{}}
 
@@ -303,8 +292,7 @@ def _grader_call_TOKEN():
                     answers[key + "/" + str(position)] = plain(output)
             except Exception as error:
                 answers[key + "/error"] = numpy.array((type(error).__name__ + ": " + str(error))[:300])
-    numpy.savez({output!r}, **answers)
-
-_grader_call_TOKEN()
-del _grader_call_TOKEN
+    buffer = io.BytesIO()
+    numpy.savez(buffer, **answers)
+    return base64.b64encode(buffer.getvalue()).decode()
 '''

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ def build_source(folder: Path) -> Path:
     path = folder / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, path)
+    shutil.copy(MODULE.with_name("trusted_checks.py"), path.parent)   # the grader's own checks of 01
     return path
 
 
@@ -239,6 +241,23 @@ def displayhook_then_fail(reference, blank, folder):
                        + WRONG_MEMORY), folder)
 
 
+def fools_the_checks(reference, blank, folder):
+    # Patches a data constant of vlmcourse.checks while the test runs and undoes it itself: the next
+    # assert_close after each call of softmax passes, and the guard finds nothing changed after the test.
+    replace_body(reference, "softmax", "    _c._tensor_sub = _fooled\n" + WRONG_SOFTMAX)
+    prepend(reference, "softmax", "import vlmcourse.checks as _c\n_real_sub = _c._tensor_sub\n"
+            "def _fooled(a, b):\n    _c._tensor_sub = _real_sub\n    return a * 0\n")
+    write(reference, folder)
+
+
+def calls_the_reference(reference, blank, folder):
+    write(replace_body(reference, "softmax", "    return torch.softmax(x, dim)"), folder)
+
+
+def reference_by_computed_name(reference, blank, folder):
+    write(replace_body(reference, "softmax", '    return getattr(torch, "soft" + "max")(x, dim)'), folder)
+
+
 def bad_timestamp(reference, blank, folder):
     write(reference, folder)
     (folder / "timestamp.txt").write_text("yesterday evening, I think", encoding="utf-8")
@@ -342,6 +361,14 @@ CASES = [
          warns_but_correct, "graded", FULL),
     Case("displayhook_then_fail", "sys.displayhook(2.0), then a wrong answer", displayhook_then_fail, "graded",
          FULL - 2),
+    # the trusted checks (autograder/trusted.py) judge outside the kernel: a fooled kernel gains nothing
+    Case("fools_the_checks", "wrong softmax; replaces a data constant of vlmcourse.checks so that every in-kernel "
+         "assert_close passes", fools_the_checks, "graded", FULL - 2 - 3 - 4,
+         flags="passed in the kernel but not the grader's own check"),
+    Case("calls_the_reference", "softmax is one call of torch.softmax, the reference", calls_the_reference,
+         "graded", FULL - 2, outputs_must=["calls `torch.softmax`"]),
+    Case("reference_by_computed_name", "softmax calls getattr(torch, 'soft' + 'max'): right values, hidden call",
+         reference_by_computed_name, "graded", FULL, flags="computed names"),
     Case("bad_timestamp", "a timestamp.txt that is not a date", bad_timestamp, "graded", FULL,
          notes="timestamp.txt is not a date"),
     Case("glob[1]", "a student id with glob characters", honest, "ungradable", None, reason="glob characters"),
