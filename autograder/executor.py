@@ -68,13 +68,10 @@ class SandboxedKernel:
             shutil.rmtree(self.scratch, ignore_errors=True)
         self.scratch.mkdir(parents=True)
         self.sandbox.prepare(self.scratch)
-        sockets = self.scratch / "kernel"
-        sockets.mkdir()
+        sockets = self.scratch / "kernel"       # made by prepare(), the kernel's until it is up
         connection, _ = write_connection_file(str(sockets / "connection.json"), transport="ipc",
                                               ip=str(sockets / "socket"))
         os.chmod(connection, 0o644)
-        if self.sandbox.uid is not None and self.sandbox.mode != "none":
-            os.chown(sockets, self.sandbox.uid, self.sandbox.uid)
         argv = [sys.executable, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", connection]
         log = open(self.scratch / "kernel.log", "wb")
         self.process = self.sandbox.popen(argv, self.scratch, stdout=log, stderr=log, stdin=open(os.devnull))
@@ -86,6 +83,7 @@ class SandboxedKernel:
             if time.monotonic() > deadline:
                 raise KernelFailure("timeout", "the kernel did not start in time")
             time.sleep(0.05)
+        self.sandbox.seal(self.scratch)
         self.client = BlockingKernelClient(connection_file=connection)
         self.client.load_connection_file()
         self.client.start_channels()

@@ -27,6 +27,7 @@ files, no core dumps. Wall time and output size are enforced by the executor.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -55,6 +56,10 @@ class Limits:
     open_files: int = 512
     output_bytes: int = 2 * 2 ** 20      # outputs kept per cell; beyond: truncated
     total_output_bytes: int = 8 * 2 ** 20  # outputs per notebook; beyond: the kernel is stopped
+    # bwrap (>= 0.7): the kernel's home, its TMPDIR and /tmp are memory-backed filesystems of this size
+    # each, apart from the workspace's disk, and /dev/shm is bounded too (memory the data limit misses)
+    disk_bytes: int = 512 * 2 ** 20
+    shm_bytes: int = 256 * 2 ** 20
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -70,6 +75,16 @@ def bwrap_works() -> bool:
         return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_sizes_filesystems() -> bool:
+    """True if this bubblewrap can give a tmpfs a size (``--size``, bubblewrap >= 0.7)."""
+    try:
+        help_text = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in help_text
 
 
 def choose_mode(requested: str = "auto") -> str:
@@ -150,15 +165,27 @@ class Sandbox:
         return SLOT_UID_BASE + self.slot if os.geteuid() == 0 else None
 
     def prepare(self, scratch: Path) -> None:
-        """Create the scratch folder (home, tmp) writable by the kernel's user only, and the hosts
-        file of the sandbox (beside it, the grader's: the kernel cannot change it)."""
-        for sub in ("home", "tmp"):
+        """Create the scratch folder (home, tmp, and kernel for the sockets) and the hosts file of
+        the sandbox (beside it, the grader's: the kernel cannot change it). With a slot user, the
+        scratch folder itself stays the grader's: the kernel can write only into its own folders."""
+        for sub in ("home", "tmp", "kernel"):
             (scratch / sub).mkdir(parents=True, exist_ok=True)
         hosts_file(scratch).write_text(SANDBOX_HOSTS, encoding="utf-8")
         if self.uid is not None and self.mode != "none":
-            for path in (scratch, scratch / "home", scratch / "tmp"):
+            for path in (scratch / "home", scratch / "tmp", scratch / "kernel"):
                 os.chown(path, self.uid, self.uid)
-            os.chmod(scratch, 0o700)
+            os.chmod(scratch, 0o711)
+
+    def seal(self, scratch: Path) -> None:
+        """Once the kernel has made its sockets: its socket folder becomes the grader's, so nothing
+        more can be stored there (with a slot user; its home and tmp are bounded filesystems)."""
+        if self.uid is not None and self.mode != "none":
+            os.chown(scratch / "kernel", os.geteuid(), os.getegid())
+            os.chmod(scratch / "kernel", 0o711)
+
+    def bounded_filesystems(self) -> bool:
+        """True when the kernel's home, tmp, /tmp and /dev/shm are size-limited filesystems of its own."""
+        return self.mode == "bwrap" and bwrap_sizes_filesystems()
 
     def environment(self, scratch: Path) -> dict[str, str]:
         env = {
@@ -186,7 +213,7 @@ class Sandbox:
             return argv
         wrapper = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid",
                    "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", SANDBOX_HOSTNAME,
-                   "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+                   "--proc", "/proc", "--dev", "/dev", *self._tmpfs("/tmp", 64 * 2 ** 20),
                    "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
                    # torchrun and gloo resolve the host name: it must name the sandbox's own loopback
                    "--ro-bind", str(hosts_file(scratch)), "/etc/hosts"]
@@ -203,10 +230,20 @@ class Sandbox:
             wrapper += ["--perms", "0755", "--dir", parent]
         for root in roots:
             wrapper += ["--ro-bind", str(root), str(root)]
-        wrapper += ["--bind", str(scratch), str(scratch), "--chdir", str(scratch / "home")]
+        wrapper += ["--bind", str(scratch), str(scratch)]
+        if self.bounded_filesystems():   # the kernel's writable folders: not the workspace's disk
+            for folder in ("home", "tmp"):
+                wrapper += self._tmpfs(str(scratch / folder), self.limits.disk_bytes)
+            wrapper += self._tmpfs("/dev/shm", self.limits.shm_bytes)
+        wrapper += ["--chdir", str(scratch / "home")]
         if self.uid is None:   # unprivileged grader: bwrap itself maps us into a user namespace
             wrapper += ["--unshare-user", "--cap-drop", "ALL"]
         return wrapper + ["--"] + argv
+
+    def _tmpfs(self, destination: str, size: int) -> list[str]:
+        """bwrap arguments for a tmpfs at ``destination``, of ``size`` bytes where bwrap can say so."""
+        sized = ["--size", str(size), "--perms", "1777"] if bwrap_sizes_filesystems() else []
+        return sized + ["--tmpfs", destination]
 
     def popen(self, kernel_argv: list[str], scratch: Path, **kwargs) -> subprocess.Popen:
         return subprocess.Popen(self.command(kernel_argv, scratch), env=self.environment(scratch),

@@ -258,6 +258,26 @@ def reference_by_computed_name(reference, blank, folder):
     write(replace_body(reference, "softmax", '    return getattr(torch, "soft" + "max")(x, dim)'), folder)
 
 
+def fills_its_disk(reference, blank, folder):
+    # writes until each writable place is full: its own bounded filesystems fill, nobody else's disk
+    prepend(reference, "softmax", "import os\n"
+            "for _label, _where in (('home', os.environ['HOME']), ('TMPDIR', os.environ['TMPDIR']),\n"
+            "                       ('shm', '/dev/shm'), ('/tmp', '/tmp')):\n"
+            "    _written = 0\n"
+            "    try:\n"
+            "        for _i in range(40):\n"
+            "            with open(f'{_where}/fill{_i}', 'wb') as _f:\n"
+            "                _f.write(b'x' * 2**25)\n"
+            "            _written += 32\n"
+            "    except OSError as _error:\n"
+            "        print('FULL', _label, _written, 'MiB, errno', _error.errno)\n"
+            "    if _label != 'home':\n"
+            "        for _name in os.listdir(_where):\n"
+            "            if _name.startswith('fill'):\n"
+            "                os.remove(os.path.join(_where, _name))\n")
+    write(reference, folder)
+
+
 def bad_timestamp(reference, blank, folder):
     write(reference, folder)
     (folder / "timestamp.txt").write_text("yesterday evening, I think", encoding="utf-8")
@@ -369,6 +389,8 @@ CASES = [
          "graded", FULL - 2, outputs_must=["calls `torch.softmax`"]),
     Case("reference_by_computed_name", "softmax calls getattr(torch, 'soft' + 'max'): right values, hidden call",
          reference_by_computed_name, "graded", FULL, flags="computed names"),
+    Case("fills_its_disk", "writes until its home, TMPDIR, /dev/shm and /tmp are full", fills_its_disk, "graded",
+         FULL, outputs_must=["FULL home", "FULL TMPDIR", "FULL shm", "FULL /tmp", "errno 28"]),
     Case("bad_timestamp", "a timestamp.txt that is not a date", bad_timestamp, "graded", FULL,
          notes="timestamp.txt is not a date"),
     Case("glob[1]", "a student id with glob characters", honest, "ungradable", None, reason="glob characters"),

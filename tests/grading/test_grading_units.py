@@ -14,7 +14,7 @@ from bad_submissions.catalogue import build_source, cell_of, grade_id
 
 from autograder.feedback import PLACEHOLDER, REDACTED, redact_notebook
 from autograder.guard import GuardClient, GuardError, static_flags
-from autograder.sandbox import Limits, Sandbox
+from autograder.sandbox import Limits, Sandbox, bwrap_sizes_filesystems
 from autograder.submission import Ungradable, canonicalize, find_notebook, read_notebook
 
 _cache: dict = {}
@@ -194,6 +194,11 @@ def test_sandbox_command_isolates_network_pids_and_files(tmp_path: Path) -> None
     assert str(tmp_path) in binds and not any(b.endswith("solutions") for b in binds)
     writable = [command[i + 1] for i, word in enumerate(command) if word == "--bind"]
     assert writable == [str(tmp_path)], "the scratch folder is the only writable bind"
+    if bwrap_sizes_filesystems():   # the kernel's own folders are bounded filesystems, not the workspace's disk
+        sized = {command[i + 5]: int(command[i + 1]) for i, word in enumerate(command) if word == "--size"}
+        limits = Limits()
+        assert sized[str(tmp_path / "home")] == sized[str(tmp_path / "tmp")] == limits.disk_bytes
+        assert sized["/dev/shm"] == limits.shm_bytes and "/tmp" in sized
 
 
 def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
