@@ -46,7 +46,7 @@ from .guard import static_flags
 from .outcomes import Status
 from .release import ensure_release
 from .results import Result, load_result, now, result_path, save_result
-from .sandbox import Limits, Sandbox, choose_mode
+from .sandbox import Limits, Sandbox, bwrap_sizes_filesystems, choose_mode
 from .submission import Ungradable, canonicalize, find_notebook, read_notebook
 from .trusted import CHECKS_FILE, load_checks
 
@@ -158,6 +158,10 @@ class Grader:
         self.root = options.workspace.resolve()
         self.source = Path(options.source_dir).resolve()
         self.mode = choose_mode(options.sandbox)
+        if self.mode == "bwrap" and not bwrap_sizes_filesystems():
+            logging.getLogger("autograder").warning(
+                "this bubblewrap has no --size (it is older than 0.7): the kernels' home and tmp folders are "
+                "on the workspace's disk, unbounded (docs/grading.md, 'Disk and shared memory')")
         self.log = logging.getLogger("autograder")
         self.db_url = normalize_db_url(options.db_url) or default_db_url(self.root)
         self.recorder = Recorder(self.root, self.source, self.db_url, feedback=options.feedback)
