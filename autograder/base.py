@@ -19,6 +19,12 @@ KERNELSPEC = {"name": KERNEL, "display_name": KERNEL_DISPLAY_NAME, "language": "
 COURSE_ID = "vlm-course"              # = c.CourseDirectory.course_id in nbgrader_config.py
 WORKSPACE_VARIABLE = "VLM_COURSE_WORKSPACE"
 
+# The grader uses the helper package of this checkout, as its sandboxed kernels do (sandbox.py sets
+# their PYTHONPATH): an environment whose editable install points at another checkout must not give
+# the grader's own checks (trusted.py) a different vlmcourse from the one the kernels run.
+if str(REPO / "src") not in sys.path:
+    sys.path.insert(0, str(REPO / "src"))
+
 
 def assignments(source: Path = SOLUTIONS) -> list[str]:
     """Assignment ids (folders of ``source`` holding a notebook of the same name), in order."""
