@@ -6,7 +6,8 @@ functions are separate from the widgets so they can be tested and reused without
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import html
+from collections.abc import Callable, Mapping
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -68,5 +69,44 @@ def attention_explorer(attention_fn: AttentionFn, keys: torch.Tensor) -> widgets
         slider.observe(redraw, names="value")
     redraw()
     box = widgets.VBox([widgets.HBox([qx, qy, temperature]), output])
+    display(box)
+    return box
+
+
+# results = fn(**values) -> {label: number or text}, one row of the table each
+CalculatorFn = Callable[..., Mapping[str, object]]
+
+
+def _format_cell(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return html.escape(str(value))
+    return f"{value:.4g}"
+
+
+def calculator(fn: CalculatorFn, controls: Mapping[str, widgets.ValueWidget], *,
+               fixed: Mapping[str, object] | None = None, columns: int = 3) -> widgets.VBox:
+    """Controls for the keyword arguments of ``fn``, and a table of what it returns, kept up to date.
+
+    ``controls`` maps each keyword of ``fn`` to a widget (a slider, a dropdown) whose ``value`` is
+    passed; ``fixed`` adds keywords that do not move. ``fn(**values, **fixed)`` returns a dict
+    ``{label: value}`` shown as one table row each (numbers with 4 significant digits, anything else
+    as text). The table is recomputed whenever a control changes. ``columns`` controls per row.
+    """
+    fixed = dict(fixed or {})
+    table = widgets.HTML()
+
+    def recompute(_change: object = None) -> None:
+        values = {name: control.value for name, control in controls.items()}
+        rows = "".join(f"<tr><td style='padding-right:1.5em'>{html.escape(str(label))}</td>"
+                       f"<td style='text-align:right'><b>{_format_cell(value)}</b></td></tr>"
+                       for label, value in fn(**values, **fixed).items())
+        table.value = f"<table>{rows}</table>"
+
+    for control in controls.values():
+        control.observe(recompute, names="value")
+    recompute()
+    items = list(controls.values())
+    rows = [widgets.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+    box = widgets.VBox([*rows, table])
     display(box)
     return box

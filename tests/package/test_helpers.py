@@ -127,3 +127,23 @@ def test_train_classifier_is_reproducible_and_takes_a_custom_loss():
     custom = train_classifier(_tiny_classifier(0), images, labels, images, labels, steps=30, batch_size=16,
                               lr=0.05, eval_every=10, seed=4, loss_fn=loss_fn, progress=False)
     assert custom == first and calls == [(16, 1, 4, 4)] * 30
+
+
+def test_calculator_passes_the_controls_and_fixed_values_and_recomputes():
+    import ipywidgets
+
+    from vlmcourse.widgets import calculator
+
+    calls = []
+
+    def fn(a, b, c):
+        calls.append((a, b, c))
+        return {"sum": a + b + c, "label <b>": "text", "fits": a > 1}
+
+    box = calculator(fn, {"a": ipywidgets.IntSlider(value=1, min=0, max=5),
+                          "b": ipywidgets.Dropdown(options=[2, 4], value=2)}, fixed={"c": 0.5})
+    assert calls == [(1, 2, 0.5)]
+    box.children[0].children[0].value = 3
+    assert calls[-1] == (3, 2, 0.5)
+    table = box.children[-1].value
+    assert "<b>5.5</b>" in table and "label &lt;b&gt;" in table and "True" in table
