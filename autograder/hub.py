@@ -15,6 +15,12 @@ It lays out what docs/jupyterhub.md describes for a cluster, on this machine, as
   ``.hub/`` of the checkout on first use), the grader service;
 - the assignments released through the exchange by the grader account.
 
+With ``--domain hub.test`` the hub runs with subdomains (``JupyterHub.subdomain_host``): every user
+and the grader service get an origin of their own, ``<user>.hub.test`` and
+``vlm-course--service.hub.test``, all on this machine's loopback. Nothing resolves those names by
+itself: a browser needs ``--host-resolver-rules="MAP *.hub.test 127.0.0.1, MAP hub.test 127.0.0.1"``
+(Chromium) or lines in ``/etc/hosts``; this tool talks to them on 127.0.0.1 with the right ``Host``.
+
 ``stop`` stops the hub (its servers and the service with it), ends any process left to the users it
 created, removes the users, groups and the folder, and gives the checkout its modes back.
 """
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +114,7 @@ class LocalHub:
     students: int = 2
     assignments: list[str] = field(default_factory=lambda: ["01_attention"])
     port: int = 0
+    domain: str = ""              # e.g. "hub.test": subdomains (JupyterHub.subdomain_host) on 127.0.0.1
     users: dict[str, str] = field(default_factory=dict)      # name -> password
     admin_token: str = ""
     process: subprocess.Popen | None = None
@@ -126,7 +134,24 @@ class LocalHub:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The hub's address as a browser uses it."""
+        return f"http://{self.domain or '127.0.0.1'}:{self.port}"
+
+    @property
+    def service_url(self) -> str:
+        """The grader service's origin: the hub's, or its own subdomain (JupyterHub's default naming)."""
+        return f"http://{COURSE_ID}--service.{self.domain}:{self.port}" if self.domain else self.url
+
+    def user_url(self, user: str) -> str:
+        return f"http://{user}.{self.domain}:{self.port}" if self.domain else self.url
+
+    def open(self, url: str, **request) -> urllib.request.Request:
+        """A request for ``url`` sent to the proxy on 127.0.0.1, with the ``Host`` the name says
+        (so the subdomains need no DNS); ``request``: urllib.request.Request's other arguments."""
+        parsed = urllib.parse.urlsplit(url)
+        local = parsed._replace(netloc=f"127.0.0.1:{self.port}").geturl()
+        headers = {**request.pop("headers", {}), "Host": parsed.netloc}
+        return urllib.request.Request(local, headers=headers, **request)
 
     @property
     def student_names(self) -> list[str]:
@@ -142,7 +167,8 @@ class LocalHub:
                 "VLM_HUB_HUB_PORT": str(free_port()), "VLM_HUB_PROXY_API_PORT": str(free_port()),
                 "VLM_HUB_SERVICE_PORT": str(free_port()), "VLM_HUB_PROXY": str(proxy_command()),
                 "VLM_HUB_STATE": str(self.state), "VLM_HUB_ADMIN_TOKEN": self.admin_token,
-                "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16)}
+                "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(16),
+                **({"VLM_HUB_SUBDOMAIN_HOST": self.url} if self.domain else {})}
 
     # -------------------------------------------------------------------------------- start
     def start(self) -> LocalHub:
@@ -228,7 +254,8 @@ class LocalHub:
                 raise HubError(f"JupyterHub exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
                 # jupyter_server's /api answers without a login: the grader service is up behind the proxy.
-                with urllib.request.urlopen(f"{self.url}/services/{COURSE_ID}/api", timeout=5) as answer:
+                with urllib.request.urlopen(self.open(f"{self.service_url}/services/{COURSE_ID}/api"),
+                                            timeout=5) as answer:
                     if answer.status == 200 and "version" in json.loads(answer.read()):
                         return
             except (urllib.error.URLError, ConnectionError, OSError, ValueError):
@@ -239,10 +266,10 @@ class LocalHub:
     # ---------------------------------------------------------------------------- use it
     def api(self, method: str, path: str, body: dict | None = None, token: str | None = None):
         """Call the hub's REST API through the proxy (as the local admin service unless ``token``)."""
-        request = urllib.request.Request(f"{self.url}/hub/api{path}", method=method,
-                                         data=json.dumps(body).encode() if body is not None else None,
-                                         headers={"Authorization": f"token {token or self.admin_token}",
-                                                  "Content-Type": "application/json"})
+        request = self.open(f"{self.url}/hub/api{path}", method=method,
+                            data=json.dumps(body).encode() if body is not None else None,
+                            headers={"Authorization": f"token {token or self.admin_token}",
+                                     "Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             text = response.read().decode()
         return json.loads(text) if text else None
@@ -400,8 +427,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of the hub's homes, exchange and state (default: %(default)s)")
     parser.add_argument("--students", type=int, default=2)
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--domain", default="", help="run with subdomains of this name, e.g. hub.test")
     args = parser.parse_args(argv)
-    hub = LocalHub(args.root, students=args.students, port=args.port)
+    hub = LocalHub(args.root, students=args.students, port=args.port, domain=args.domain)
     if args.command == "stop":
         hub.stop()
         print("stopped; users, groups and", args.root, "removed")
@@ -415,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         hub.stop()
         raise
     # The hub runs on in the background; `stop` ends it (and everything else) from its state folder.
-    print(f"JupyterHub at {hub.url} (formgrader: {hub.url}/services/{COURSE_ID}/formgrader)")
+    print(f"JupyterHub at {hub.url} (formgrader: {hub.service_url}/services/{COURSE_ID}/formgrader)")
     print(f"accounts and passwords: {hub.state / 'users.json'}; "
           f"stop with: python -m autograder.hub stop --root {args.root}")
     return 0

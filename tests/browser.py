@@ -29,14 +29,15 @@ def missing() -> str | None:
 
 
 @contextmanager
-def chromium(work: Path) -> Iterator:
-    """A Selenium driver of a fresh Chromium profile under ``work``; quits on exit."""
+def chromium(work: Path, extra: list[str] | None = None) -> Iterator:
+    """A Selenium driver of a fresh Chromium profile under ``work`` (``extra``: more command-line
+    flags); quits on exit."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in [*FLAGS, f"--user-data-dir={work / 'chromium'}"]:
+    for flag in [*FLAGS, f"--user-data-dir={work / 'chromium'}", *(extra or [])]:
         options.add_argument(flag)
     # An explicit driver path: Selenium Manager (which would download one) never runs.
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)

@@ -81,7 +81,8 @@ c.JupyterHub.load_roles = [
 
 # --- the formgrader iframe (JupyterHub >= 4.1 forbids framing): either open it in its own tab at
 # /services/vlm-course/formgrader (nothing to configure), or give every user and service an origin
-# of its own (wildcard DNS and certificate for *.hub.example.org and *.services.hub.example.org);
+# of its own (wildcard DNS and certificate for *.hub.example.org: JupyterHub >= 5 names them
+# <user>.hub.example.org and vlm-course--service.hub.example.org);
 # grader_jupyter_server_config.py then lets the formgrader frame itself.
 if os.environ.get("VLM_HUB_SUBDOMAIN_HOST"):
     c.JupyterHub.subdomain_host = os.environ["VLM_HUB_SUBDOMAIN_HOST"]   # e.g. https://hub.example.org

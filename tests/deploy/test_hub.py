@@ -10,6 +10,7 @@ with the reason otherwise. CI runs it as root.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fcntl
 import html
@@ -20,6 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import browser
@@ -38,21 +40,23 @@ SOLVED_POINTS = sum(POINTS[f"test_{name}"] for name in SOLVED)
 MAX_POINTS = sum(POINTS.values())
 
 
-@pytest.fixture(scope="module")
-def hub():
-    reason = unavailable()
-    if reason:
-        pytest.skip(f"no local JupyterHub here: {reason}")
-    # One local hub at a time on a machine: its users and groups have fixed names. pytest-xdist keeps
-    # this module's tests on one worker (xdist_group), but should a second worker ever set this fixture
-    # up too, it waits here for the first hub to stop instead of colliding with it.
+@contextlib.contextmanager
+def one_hub_at_a_time() -> Iterator[None]:
+    """A machine-wide lock: a local hub's users and groups have fixed names, so two hubs (another
+    pytest-xdist worker's, or this test's second one) never run at once."""
     with open(Path(tempfile.gettempdir()) / f"vlm-course-hub-test-{os.geteuid()}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        root = Path(tempfile.mkdtemp(prefix="vlm-hub-", dir="/tmp"))
-        root.rmdir()
-        with LocalHub(root, students=2, assignments=[ASSIGNMENT]) as running:
-            yield running
-        assert not root.exists()
+        yield
+
+
+@contextlib.contextmanager
+def local_hub(**options) -> Iterator[LocalHub]:
+    """A LocalHub in a fresh folder under /tmp; it must leave nothing behind."""
+    root = Path(tempfile.mkdtemp(prefix="vlm-hub-", dir="/tmp"))
+    root.rmdir()
+    with LocalHub(root, **options) as running:
+        yield running
+    assert not root.exists()
 
 
 def request(hub: LocalHub, method: str, path: str, token: str, body=None, form: dict | None = None,
@@ -109,6 +113,8 @@ def release_submit_grade_feedback(hub: LocalHub) -> dict[str, str]:
                           timeout=400)
     rows = {r["student_id"]: r for r in csv.DictReader((hub.course_dir / "grades.csv").open())}
     assert set(rows) == {partial, blank}, grade.stdout
+    assert rows[partial]["status"] == rows[blank]["status"] == "graded", \
+        ({s: r["reason"] for s, r in rows.items()}, grade.stderr[-3000:])
     assert (rows[partial]["status"], float(rows[partial]["score"])) == ("graded", SOLVED_POINTS), rows[partial]
     assert (rows[blank]["status"], float(rows[blank]["score"])) == ("graded", 0.0), rows[blank]
     assert float(rows[partial]["max_score"]) == MAX_POINTS
@@ -136,6 +142,9 @@ def release_submit_grade_feedback(hub: LocalHub) -> dict[str, str]:
     # The instructor reaches the formgrader through the proxy, in its own tab, and it sees the grades.
     status, headers, page = request(hub, "GET", f"/services/{COURSE_ID}/formgrader/", tokens[INSTRUCTOR])
     assert status == 200 and "nbgrader" in page.lower()
+    # ... and only there: without subdomains nothing may frame it (JupyterHub's default policy).
+    policy = {name.lower(): value for name, value in headers.items()}.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in policy, headers
     _, _, text = request(hub, "GET", f"/services/{COURSE_ID}/formgrader/api/submissions/{ASSIGNMENT}",
                          tokens[INSTRUCTOR])
     scores = {s["student"]: s["score"] for s in json.loads(text)}
@@ -149,7 +158,7 @@ def release_submit_grade_feedback(hub: LocalHub) -> dict[str, str]:
 
 
 def log_in_and_open(driver, hub: LocalHub, user: str, page: str, screens: Path) -> None:
-    """Log ``user`` in on the hub's login page in the browser, which then opens ``page``."""
+    """Log ``user`` in on the hub's login page in the browser, which then opens ``page`` (a path)."""
     driver.get(f"{hub.url}/hub/login?next={urllib.parse.quote(page)}")
     browser.wait_for(driver, screens, "return document.querySelector('#username_input')", "the hub's login page")
     driver.execute_script("document.querySelector('#username_input').value = arguments[0];"
@@ -177,6 +186,50 @@ def instructor_sees_the_formgrader_in_a_browser(hub: LocalHub, tmp_path: Path) -
         assert "Manage Submissions" in shown and all(rows.values()), table
         assert f"{SOLVED_POINTS:g} / {MAX_POINTS:g}" in rows[partial] and "graded" in rows[partial], rows[partial]
         assert f"0 / {MAX_POINTS:g}" in rows[blank], rows[blank]
+        # Without subdomains the formgrader refuses to be framed (JupyterHub's frame-ancestors 'none'):
+        # the Lab's Formgrader tab would stay empty, which is why docs/jupyterhub.md opens it in its own tab.
+        assert not formgrader_frames_itself(driver, screens, "formgrader-framed-without-subdomains")
+
+
+def formgrader_frames_itself(driver, screens: Path, name: str) -> bool:
+    """Put the page the browser shows into an iframe of itself (what the Lab's Formgrader tab does):
+    True if the framed formgrader renders, False if the browser refuses to frame it."""
+    driver.execute_script("window.probeLoaded = false; const frame = document.createElement('iframe');"
+                          "frame.id = 'probe'; frame.style = 'width: 1000px; height: 400px';"
+                          "frame.onload = () => { window.probeLoaded = true; };"
+                          "frame.src = location.href; document.body.prepend(frame);")
+    browser.wait_for(driver, screens, "return window.probeLoaded", f"{name}: the iframe's load", timeout=60)
+    rendered = "const d = document.getElementById('probe').contentDocument; return !!(d && d.body && " \
+               "d.body.innerText.includes('Manage'))"
+    try:
+        browser.wait_for(driver, screens, rendered, f"{name}: the framed formgrader", timeout=20)
+        framed = True
+    except AssertionError:
+        framed = False
+    browser.shot(driver, screens, name)
+    return framed
+
+
+def instructor_frames_the_formgrader_with_subdomains(tmp_path: Path) -> None:
+    """With subdomain_host the grader service has an origin of its own and lets the formgrader frame
+    itself: the framed page renders (Chromium resolves the hub's names to 127.0.0.1)."""
+    screens = tmp_path / "screens"
+    with local_hub(students=1, assignments=[], domain="hub.test") as hub:
+        page = f"{hub.service_url}/services/{COURSE_ID}/formgrader/"
+        token = hub.token(INSTRUCTOR)
+        with urllib.request.urlopen(hub.open(page, headers={"Authorization": f"token {token}"}), timeout=60) as answer:
+            policy = answer.headers.get("Content-Security-Policy", "")
+        assert answer.status == 200 and "frame-ancestors 'self'" in policy, (answer.status, policy)
+        rules = f"MAP *.{hub.domain} 127.0.0.1, MAP {hub.domain} 127.0.0.1"
+        with browser.chromium(tmp_path, extra=[f"--host-resolver-rules={rules}"]) as driver:
+            log_in_and_open(driver, hub, INSTRUCTOR, "/hub/home", screens)
+            browser.wait_for(driver, screens, "return location.pathname.startsWith('/hub/home')", "the hub's home")
+            driver.get(page)
+            browser.wait_for(driver, screens, "return document.body.innerText.includes('Manage Assignments')",
+                             "the formgrader on the service's own origin")
+            assert driver.current_url.startswith(hub.service_url), driver.current_url
+            assert formgrader_frames_itself(driver, screens, "formgrader-framed-with-subdomains"), \
+                "with subdomain_host the formgrader should render in an iframe of its own origin"
 
 
 def learner_reads_feedback_with_its_math_rendered_offline(hub: LocalHub, page: str, tmp_path: Path) -> None:
@@ -230,16 +283,23 @@ def hub_uid(user: str) -> int:
     return pwd.getpwnam(user).pw_uid
 
 
-def test_the_course_on_a_real_hub(hub: LocalHub, tmp_path: Path) -> None:
-    """One test, in order, on one hub: each step needs the state the one before it leaves (pytest-xdist
-    has been seen to run separate tests of this module on separate workers, each with a hub of its own)."""
-    feedback_pages = release_submit_grade_feedback(hub)
-    permission_model(hub)
-    reason = browser.missing()
+def test_the_course_on_a_real_hub(tmp_path: Path) -> None:
+    """One test, in order: each step needs the state the one before it leaves (pytest-xdist has been
+    seen to run separate tests of this module on separate workers, each with a hub of its own). Then a
+    second hub, with subdomains, for the formgrader's iframe."""
+    reason = unavailable()
     if reason:
-        pytest.skip(f"the hub steps passed; the browser steps did not run: {reason}")
-    (tmp_path / "instructor").mkdir()
-    (tmp_path / "learner").mkdir()
-    instructor_sees_the_formgrader_in_a_browser(hub, tmp_path / "instructor")
-    learner_reads_feedback_with_its_math_rendered_offline(hub, feedback_pages[hub.student_names[0]],
-                                                          tmp_path / "learner")
+        pytest.skip(f"no local JupyterHub here: {reason}")
+    with one_hub_at_a_time():
+        with local_hub(students=2, assignments=[ASSIGNMENT]) as hub:
+            feedback_pages = release_submit_grade_feedback(hub)
+            permission_model(hub)
+            reason = browser.missing()
+            if reason:
+                pytest.skip(f"the hub steps passed; the browser steps did not run: {reason}")
+            for step in ("instructor", "learner", "subdomains"):
+                (tmp_path / step).mkdir()
+            instructor_sees_the_formgrader_in_a_browser(hub, tmp_path / "instructor")
+            learner_reads_feedback_with_its_math_rendered_offline(hub, feedback_pages[hub.student_names[0]],
+                                                                  tmp_path / "learner")
+        instructor_frames_the_formgrader_with_subdomains(tmp_path / "subdomains")
