@@ -169,3 +169,25 @@ def test_inputs_are_never_written_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         session.call_code(["test_softmax"])
     assert victim.read_text() == "keep me"
+
+
+def test_a_dict_answer_is_read_by_its_keys(tmp_path: Path) -> None:
+    from autograder.trusted import Case, Check
+
+    (tmp_path / "home").mkdir()
+    check = Check("test_sizes", "sizes", lambda rng: [Case((3,))],
+                  lambda case: [np.array(4 * case.args[0]), np.array(8 * case.args[0])], keys=("weights", "adam"))
+    verdicts = {}
+    for name, code in (("right", "def sizes(n):\n    return {'adam': 8 * n, 'weights': 4 * n}\n"),
+                       ("swapped", "def sizes(n):\n    return {'adam': 4 * n, 'weights': 8 * n}\n"),
+                       ("other keys", "def sizes(n):\n    return {'weights': 4 * n}\n")):
+        session = Session([check], tmp_path / name, seed=0)
+        (tmp_path / name / "home").mkdir(parents=True)
+        namespace: dict = {}
+        exec(code, namespace)
+        kernel_half(session, namespace, ["test_sizes"])
+        verdicts[name] = session.judge([code])["test_sizes"]
+    assert verdicts["right"].passed, verdicts["right"]
+    assert not verdicts["swapped"].passed and "output 0 differs" in verdicts["swapped"].detail
+    assert not verdicts["other keys"].passed and "returned a dict with the keys ['weights']" in \
+        verdicts["other keys"].detail, verdicts["other keys"]
