@@ -285,6 +285,8 @@ def _grader_call_TOKEN():
         return [result]
 
     def plain(result):
+        if isinstance(result, float):            # torch.as_tensor would round it to float32
+            return numpy.array(result, dtype=numpy.float64)
         tensor = result if isinstance(result, torch.Tensor) else torch.as_tensor(result)
         tensor = tensor.detach().cpu()
         return (tensor.to(torch.float64) if tensor.is_floating_point() else tensor).numpy()

@@ -191,3 +191,17 @@ def test_a_dict_answer_is_read_by_its_keys(tmp_path: Path) -> None:
     assert not verdicts["swapped"].passed and "output 0 differs" in verdicts["swapped"].detail
     assert not verdicts["other keys"].passed and "returned a dict with the keys ['weights']" in \
         verdicts["other keys"].detail, verdicts["other keys"]
+
+
+def test_a_python_float_answer_keeps_its_precision(tmp_path: Path) -> None:
+    from autograder.trusted import Case, Check
+
+    check = Check("test_third", "third", lambda rng: [Case((1.0,))], lambda case: [np.array(case.args[0] / 3)],
+                  atol=0, rtol=1e-12)
+    session = Session([check], tmp_path, seed=0)
+    (tmp_path / "home").mkdir()
+    namespace: dict = {}
+    exec("def third(x):\n    return x / 3\n", namespace)
+    kernel_half(session, namespace, ["test_third"])
+    verdict = session.judge([])["test_third"]
+    assert verdict.passed, f"a float64 answer was rounded on its way back: {verdict}"
