@@ -76,6 +76,8 @@ class Check:
         reference: the expected outputs of a case, as a list of arrays in the order the learner's
             code returns them (a tuple is flattened), then the ``attributes``.
         attributes: attributes of the learner's module read after the call (``attention_weights``).
+        keys: for an exercise that returns a dict, its keys, in the order of the reference's outputs
+            (a dict with other keys fails; without ``keys`` a dict is not an answer).
         forbidden: last components of the references the exercise must not call (``"softmax"``).
         mistakes: classic wrong answers by name, each computing a case's outputs the wrong way: a
             failing answer that matches one is told so ("matches a known mistake: ...").
@@ -88,6 +90,7 @@ class Check:
     reference: Callable[[Case], list[np.ndarray]]
     module: bool = False
     attributes: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
     mistakes: dict[str, Callable[[Case], list[np.ndarray]]] = field(default_factory=dict)
     atol: float = 1e-6
@@ -148,7 +151,7 @@ class Session:
             check = self.checks[gid]
             self.cases[gid] = check.cases(self.rng)
             spec.append({"grade_id": gid, "function": check.function, "module": check.module,
-                         "attributes": list(check.attributes),
+                         "attributes": list(check.attributes), "keys": list(check.keys),
                          "cases": [{"args": [encode(a) for a in c.args],
                                     "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
                                     "init": [encode(a) for a in c.init],
@@ -260,12 +263,19 @@ def _grader_answer_TOKEN():
     def value(encoded):
         return torch.from_numpy(arrays[encoded["array"]].copy()) if "array" in encoded else encoded["value"]
 
-    def flat(result):
+    def flat(result, keys=()):
+        if isinstance(result, dict):
+            if sorted(map(str, result)) != sorted(keys):
+                raise TypeError("returned a dict with the keys " + str(sorted(map(str, result)))
+                                + ", expected " + (str(sorted(keys)) if keys else "no dict"))
+            return [item for k in keys for item in flat(result[k])]
         if isinstance(result, (tuple, list)):
             return [item for part in result for item in flat(part)]
         return [result]
 
     def plain(result):
+        if isinstance(result, float):            # torch.as_tensor would round it to float32
+            return numpy.array(result, dtype=numpy.float64)
         tensor = result if isinstance(result, torch.Tensor) else torch.as_tensor(result)
         tensor = tensor.detach().cpu()
         return (tensor.to(torch.float64) if tensor.is_floating_point() else tensor).numpy()
@@ -287,7 +297,7 @@ def _grader_answer_TOKEN():
                 with torch.no_grad():
                     kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}
                     result = call(*[value(a) for a in case["args"]], **kwargs)
-                outputs = flat(result) + [getattr(call, name) for name in check["attributes"]]
+                outputs = flat(result, check["keys"]) + [getattr(call, name) for name in check["attributes"]]
                 for position, output in enumerate(outputs):
                     answers[key + "/" + str(position)] = plain(output)
             except Exception as error:

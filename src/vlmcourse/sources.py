@@ -97,8 +97,9 @@ def forbidden_calls(sources: Iterable[str], function: str, forbidden: Iterable[s
         sources: the learner's code cells (or the sources of the functions a kernel holds).
         function: the exercise's function or class name.
         forbidden: last components of the references, e.g. ``("softmax", "Softmax")``: attribute
-            access ``<anything>.softmax`` and names imported as ``from ... import softmax`` count;
-            the learner's own function of that name, called by its plain name, does not.
+            access ``<anything>.softmax``, names imported as ``from ... import softmax`` and the
+            plain name ``softmax`` bound outside the sources (by a setup cell's import) count; the
+            learner's own function of that name, called by its plain name, does not.
     Returns:
         the uses found, as written (``"torch.softmax"``, ``"x.softmax"``), sorted; empty if none.
     """
@@ -112,6 +113,8 @@ def forbidden_calls(sources: Iterable[str], function: str, forbidden: Iterable[s
                 uses.add(_dotted(node))
             elif isinstance(node, ast.Name) and node.id in aliases and node.id not in definitions:
                 uses.add(aliases[node.id])
+            elif isinstance(node, ast.Name) and node.id in forbidden and node.id not in definitions:
+                uses.add(node.id)      # bound elsewhere (a setup cell's ``from open_clip.loss import ClipLoss``)
     return sorted(uses)
 
 

@@ -171,3 +171,34 @@ def test_hostile_answers_fail_the_check_and_never_crash(hostile: str) -> None:
     session.call_code(["test_softmax"])
     verdict = session.judge(HOSTILE[hostile](len(session.cases["test_softmax"])), [])["test_softmax"]
     assert not verdict.passed and verdict.detail, f"{hostile}: {verdict}"
+
+
+def test_a_dict_answer_is_read_by_its_keys() -> None:
+    from autograder.trusted import Case, Check
+
+    check = Check("test_sizes", "sizes", lambda rng: [Case((3,))],
+                  lambda case: [np.array(4 * case.args[0]), np.array(8 * case.args[0])], keys=("weights", "adam"))
+    verdicts = {}
+    for name, code in (("right", "def sizes(n):\n    return {'adam': 8 * n, 'weights': 4 * n}\n"),
+                       ("swapped", "def sizes(n):\n    return {'adam': 4 * n, 'weights': 8 * n}\n"),
+                       ("other keys", "def sizes(n):\n    return {'weights': 4 * n}\n")):
+        session = Session([check], seed=0)
+        namespace: dict = {}
+        exec(code, namespace)
+        verdicts[name] = session.judge(kernel_half(session, namespace, ["test_sizes"]), [code])["test_sizes"]
+    assert verdicts["right"].passed, verdicts["right"]
+    assert not verdicts["swapped"].passed and "output 0 differs" in verdicts["swapped"].detail
+    assert not verdicts["other keys"].passed and "returned a dict with the keys ['weights']" in \
+        verdicts["other keys"].detail, verdicts["other keys"]
+
+
+def test_a_python_float_answer_keeps_its_precision() -> None:
+    from autograder.trusted import Case, Check
+
+    check = Check("test_third", "third", lambda rng: [Case((1.0,))], lambda case: [np.array(case.args[0] / 3)],
+                  atol=0, rtol=1e-12)
+    session = Session([check], seed=0)
+    namespace: dict = {}
+    exec("def third(x):\n    return x / 3\n", namespace)
+    verdict = session.judge(kernel_half(session, namespace, ["test_third"]), [])["test_third"]
+    assert verdict.passed, f"a float64 answer was rounded on its way back: {verdict}"

@@ -25,6 +25,8 @@ def test_forbidden_calls_follow_the_learners_code_and_its_imports() -> None:
     unrelated = ["def other(x):\n    return torch.softmax(x, -1)", "def mine(x):\n    return x + 1"]
     assert forbidden_calls(unrelated, "mine", forbidden) == [], "only code the exercise reaches counts"
     assert forbidden_calls(["def broken(:"], "broken", forbidden) == []
+    setup_import = ["def loss(a, b, s):\n    return ClipLoss()(a, b, s)"]     # imported by a setup cell, not here
+    assert forbidden_calls(setup_import, "loss", ("ClipLoss",)) == ["ClipLoss"]
     assert dynamic_access(["def f(x):\n    return getattr(torch, 'soft' + 'max')(x)"], "f") == ["getattr"]
 
 
@@ -42,3 +44,14 @@ def test_the_visible_check_reads_the_kernels_functions() -> None:
     linecache.cache["<cell 3>"] = (len(cell), None, cell.splitlines(keepends=True), "<cell 3>")
     exec(compile(cell, "<cell 3>", "exec"), namespace)
     assert_written_by_hand(namespace["attend"], "softmax")
+
+
+def test_the_visible_check_sees_names_a_setup_cell_imported() -> None:
+    namespace: dict = {"__name__": "__main__"}
+    cells = ["from torch.nn import CrossEntropyLoss", "def loss(a, b):\n    return CrossEntropyLoss()(a, b)\n"]
+    for index, source in enumerate(cells):
+        name = f"<setup cell {index}>"
+        linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
+        exec(compile(source, name, "exec"), namespace)
+    with pytest.raises(AssertionError, match="`CrossEntropyLoss`: you called the reference"):
+        assert_written_by_hand(namespace["loss"], "CrossEntropyLoss")
