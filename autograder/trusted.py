@@ -104,6 +104,19 @@ class Verdict:
     flags: list[str] = field(default_factory=list)
 
 
+def tensor(array: np.ndarray):
+    """A case's array as the torch tensor a reference computes with (shares its memory)."""
+    # imported here, not with the module: the executor imports this module and needs no torch itself
+    import torch
+
+    return torch.from_numpy(np.asarray(array))
+
+
+def normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    """Standard normal inputs of ``shape``, times ``scale``, from the grader's generator."""
+    return rng.standard_normal(shape) * scale
+
+
 def load_checks(source: Path, assignment: str) -> list[Check]:
     """The trusted checks of ``assignment`` (an empty list when it has none)."""
     path = source / assignment / CHECKS_FILE

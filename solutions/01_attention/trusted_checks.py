@@ -9,22 +9,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autograder.trusted import Case, Check
-
-
-def _t(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array))
-
-
-def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(shape) * scale
+from autograder.trusted import Case, Check, normal, tensor
 
 
 def _softmax_cases(rng):
     cases = []
     for dim in (0, 1, 2):
         shape = tuple(int(n) for n in rng.integers(2, 6, size=3))
-        cases.append(Case((_normal(rng, *shape, scale=20.0),), {"dim": dim}))
+        cases.append(Case((normal(rng, *shape, scale=20.0),), {"dim": dim}))
     return cases + [Case((np.array([[800.0, 799.0, -5.0]]),), {"dim": -1})]
 
 
@@ -34,12 +26,12 @@ def _valid_lens(rng, batch: int, n_queries: int, n_keys: int) -> list[np.ndarray
 
 def _masked_softmax_cases(rng):
     batch, n_q, n_k = 3, 4, 6
-    scores = _normal(rng, batch, n_q, n_k, scale=4.0)
+    scores = normal(rng, batch, n_q, n_k, scale=4.0)
     return [Case((scores, lens)) for lens in _valid_lens(rng, batch, n_q, n_k)] + [Case((scores, None))]
 
 
 def _masked_softmax_reference(case):
-    scores, lens = (_t(a) if a is not None else None for a in case.args)
+    scores, lens = (tensor(a) if a is not None else None for a in case.args)
     if lens is None:
         return [torch.softmax(scores, -1).numpy()]
     lens = lens[:, None].expand(scores.shape[:2]) if lens.dim() == 1 else lens
@@ -54,19 +46,19 @@ def _masked_softmax_reference(case):
 def _additive_cases(rng):
     cases = []
     for q_dim, k_dim, hidden in ((3, 5, 4), (6, 2, 7)):
-        cases.append(Case((_normal(rng, 2, 3, q_dim), _normal(rng, 2, 5, k_dim), _normal(rng, hidden, q_dim),
-                           _normal(rng, hidden, k_dim), _normal(rng, hidden))))
+        cases.append(Case((normal(rng, 2, 3, q_dim), normal(rng, 2, 5, k_dim), normal(rng, hidden, q_dim),
+                           normal(rng, hidden, k_dim), normal(rng, hidden))))
     return cases
 
 
 def _additive_reference(case):
-    queries, keys, W_q, W_k, w_v = (_t(a) for a in case.args)
+    queries, keys, W_q, W_k, w_v = (tensor(a) for a in case.args)
     features = torch.tanh((queries @ W_q.T)[:, :, None, :] + (keys @ W_k.T)[:, None, :, :])  # (b, n_q, n_k, h)
     return [(features @ w_v).numpy()]
 
 
 def _attention_cases(rng):
-    q, k, v = _normal(rng, 2, 4, 8), _normal(rng, 2, 6, 8), _normal(rng, 2, 6, 3)
+    q, k, v = normal(rng, 2, 4, 8), normal(rng, 2, 6, 8), normal(rng, 2, 6, 3)
     mask = rng.random((2, 4, 6)) > 0.5
     mask[..., 0] = True                       # every query may attend to at least one key
     causal = np.tril(np.ones((4, 6), dtype=bool))
@@ -74,8 +66,8 @@ def _attention_cases(rng):
 
 
 def _attention_reference(case, scale: float | None = None):
-    q, k, v = (_t(a) for a in case.args[:3])
-    mask = _t(case.args[3]) if len(case.args) > 3 else None
+    q, k, v = (tensor(a) for a in case.args[:3])
+    mask = tensor(case.args[3]) if len(case.args) > 3 else None
     scores = q @ k.transpose(-2, -1) * (1 / math.sqrt(q.shape[-1]) if scale is None else scale)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -95,11 +87,11 @@ def _masked_after_softmax(case):
         return [np.full(1, np.nan)]
     lens = lens[:, None] if lens.ndim == 1 else lens
     keep = np.arange(scores.shape[-1])[None, None, :] < lens[..., None]
-    return [torch.softmax(_t(scores), -1).numpy() * keep]
+    return [torch.softmax(tensor(scores), -1).numpy() * keep]
 
 
 def _additive_without_tanh(case):
-    queries, keys, W_q, W_k, w_v = (_t(a) for a in case.args)
+    queries, keys, W_q, W_k, w_v = (tensor(a) for a in case.args)
     return [(((queries @ W_q.T)[:, :, None, :] + (keys @ W_k.T)[:, None, :, :]) @ w_v).numpy()]
 
 
@@ -108,7 +100,7 @@ def _mask_cases(rng):
 
 
 def _mask_reference(case):
-    lens = _t(case.args[0])
+    lens = tensor(case.args[0])
     lens = lens[:, None].expand(-1, case.kwargs["n_queries"]) if lens.dim() == 1 else lens
     return [(torch.arange(case.kwargs["n_keys"])[None, None, :] < lens[:, :, None]).numpy()]
 
@@ -126,38 +118,38 @@ def _memory_reference(case):
 def _tiled_cases(rng):
     cases = []
     for n_q, n_k, block, causal in ((7, 11, 3, False), (9, 9, 4, True), (5, 13, 13, False)):
-        cases.append(Case((_normal(rng, 2, n_q, 8, scale=3.0), _normal(rng, 2, n_k, 8, scale=3.0),
-                           _normal(rng, 2, n_k, 5), block), {"causal": causal}))
+        cases.append(Case((normal(rng, 2, n_q, 8, scale=3.0), normal(rng, 2, n_k, 8, scale=3.0),
+                           normal(rng, 2, n_k, 5), block), {"causal": causal}))
     return cases
 
 
 def _tiled_reference(case):
-    q, k, v = (_t(a) for a in case.args[:3])
+    q, k, v = (tensor(a) for a in case.args[:3])
     return [F.scaled_dot_product_attention(q, k, v, is_causal=case.kwargs["causal"]).numpy()]
 
 
 def _self_attention_cases(rng):
     d_model, d_k = 6, 4
-    state = {f"{name}.weight": _normal(rng, d_k, d_model, scale=0.5) for name in ("W_q", "W_k", "W_v")}
+    state = {f"{name}.weight": normal(rng, d_k, d_model, scale=0.5) for name in ("W_q", "W_k", "W_v")}
     causal = np.tril(np.ones((5, 5), dtype=bool))
-    x = _normal(rng, 2, 5, d_model)
+    x = normal(rng, 2, 5, d_model)
     return [Case((x,), init=(d_model, d_k), state=state, double=True),
             Case((x, causal), init=(d_model, d_k), state=state, double=True)]
 
 
 def _self_attention_reference(case):
-    x = _t(case.args[0])
-    q, k, v = (x @ _t(case.state[f"{name}.weight"]).T for name in ("W_q", "W_k", "W_v"))
-    mask = _t(case.args[1]) if len(case.args) > 1 else None
+    x = tensor(case.args[0])
+    q, k, v = (x @ tensor(case.state[f"{name}.weight"]).T for name in ("W_q", "W_k", "W_v"))
+    mask = tensor(case.args[1]) if len(case.args) > 1 else None
     return _attention_reference(Case((q.numpy(), k.numpy(), v.numpy()) + ((mask.numpy(),) if mask is not None else ())))
 
 
 CHECKS = [
     Check("test_softmax", "softmax", _softmax_cases,
-          lambda case: [torch.softmax(_t(case.args[0]), case.kwargs["dim"]).numpy()],
+          lambda case: [torch.softmax(tensor(case.args[0]), case.kwargs["dim"]).numpy()],
           forbidden=("softmax", "Softmax", "log_softmax"),
           mistakes={"normalised over the last axis whatever dim says":
-                    lambda case: [torch.softmax(_t(case.args[0]), -1).numpy()]}),
+                    lambda case: [torch.softmax(tensor(case.args[0]), -1).numpy()]}),
     Check("test_masked_softmax", "masked_softmax", _masked_softmax_cases, _masked_softmax_reference,
           mistakes={"mask applied after the softmax (rows no longer sum to 1)": _masked_after_softmax}),
     Check("test_additive_scores", "additive_scores", _additive_cases, _additive_reference,

@@ -17,15 +17,7 @@ import numpy as np
 import torch
 from timm.models import swin_transformer as timm_swin
 
-from autograder.trusted import Case, Check
-
-
-def _t(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array))
-
-
-def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(shape) * scale
+from autograder.trusted import Case, Check, normal, tensor
 
 
 def _random_state(rng, module: torch.nn.Module) -> dict[str, np.ndarray]:
@@ -33,19 +25,19 @@ def _random_state(rng, module: torch.nn.Module) -> dict[str, np.ndarray]:
     state = {}
     for key, value in module.state_dict().items():
         scale = 0.3 if value.dim() > 1 else 0.5
-        state[key] = _normal(rng, *value.shape, scale=scale) + (1.0 if "norm" in key and key.endswith("weight") else 0)
+        state[key] = normal(rng, *value.shape, scale=scale) + (1.0 if "norm" in key and key.endswith("weight") else 0)
     return state
 
 
 def _loaded(module: torch.nn.Module, state: dict[str, np.ndarray]) -> torch.nn.Module:
     module = module.double().eval()
-    module.load_state_dict({k: _t(v) for k, v in state.items()}, strict=True)
+    module.load_state_dict({k: tensor(v) for k, v in state.items()}, strict=True)
     return module
 
 
 # --------------------------------------------------------------------------------- merge_2x2
 def _merge_cases(rng):
-    return [Case((_normal(rng, 2, 4, 6, 3),)), Case((_normal(rng, 3, 8, 10, 5),))]
+    return [Case((normal(rng, 2, 4, 6, 3),)), Case((normal(rng, 3, 8, 10, 5),))]
 
 
 def _timm_merge(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +48,7 @@ def _timm_merge(x: torch.Tensor) -> torch.Tensor:
 
 
 def _merge(case):
-    return [_timm_merge(_t(case.args[0])).numpy()]
+    return [_timm_merge(tensor(case.args[0])).numpy()]
 
 
 def _merge_row_major(case):
@@ -74,24 +66,24 @@ def _patch_merging_cases(rng):
     cases = []
     for dim, shape in ((8, (2, 6, 6)), (12, (1, 10, 4))):
         state = _random_state(rng, timm_swin.PatchMerging(dim=dim))
-        cases.append(Case((_normal(rng, *shape, dim),), init=(dim,), state=state, double=True))
+        cases.append(Case((normal(rng, *shape, dim),), init=(dim,), state=state, double=True))
     return cases
 
 
 def _patch_merging(case):
     module = _loaded(timm_swin.PatchMerging(dim=case.init[0]), case.state)
     with torch.no_grad():
-        return [module(_t(case.args[0])).numpy()]
+        return [module(tensor(case.args[0])).numpy()]
 
 
 # -------------------------------------------------------------------- window_partition/reverse
 def _partition_cases(rng):
-    return [Case((_normal(rng, *shape), M)) for shape, M in (((1, 4, 6, 1), 2), ((2, 12, 8, 3), 4), ((3, 6, 9, 2), 3))]
+    return [Case((normal(rng, *shape), M)) for shape, M in (((1, 4, 6, 1), 2), ((2, 12, 8, 3), 4), ((3, 6, 9, 2), 3))]
 
 
 def _partition(case):
     x, M = case.args
-    return [timm_swin.window_partition(_t(x), (M, M)).numpy()]
+    return [timm_swin.window_partition(tensor(x), (M, M)).numpy()]
 
 
 def _partition_wrong(case, order):
@@ -104,13 +96,13 @@ def _partition_wrong(case, order):
 def _reverse_cases(rng):
     cases = []
     for B, H, W, M, C in ((2, 4, 6, 2, 3), (2, 6, 9, 3, 4), (1, 8, 12, 4, 2)):
-        cases.append(Case((_normal(rng, B * (H // M) * (W // M), M, M, C), M, H, W)))
+        cases.append(Case((normal(rng, B * (H // M) * (W // M), M, M, C), M, H, W)))
     return cases
 
 
 def _reverse(case):
     windows, M, H, W = case.args
-    return [timm_swin.window_reverse(_t(windows), (M, M), H, W).numpy()]
+    return [timm_swin.window_reverse(tensor(windows), (M, M), H, W).numpy()]
 
 
 def _reverse_without_permute(case):
@@ -136,7 +128,7 @@ def _window_attention_cases(rng):
     cases = []
     for dim, heads, M, images, windows in ((8, 2, 3, 2, 4), (12, 3, 4, 3, 2)):
         state = _random_state(rng, timm_swin.WindowAttention(dim, num_heads=heads, window_size=M))
-        x = _normal(rng, images * windows, M * M, dim)
+        x = normal(rng, images * windows, M * M, dim)
         mask = np.where(rng.random((windows, M * M, M * M)) < 0.3, -100.0, 0.0)
         mask[:, np.arange(M * M), np.arange(M * M)] = 0.0                # a token always sees itself
         init = (dim, heads, M)
@@ -151,7 +143,7 @@ def _window_attention(case, without_bias=False):
         state["relative_position_bias_table"] = np.zeros_like(state["relative_position_bias_table"])
     module = _loaded(timm_swin.WindowAttention(dim, num_heads=heads, window_size=M), state)
     with torch.no_grad():
-        return [module(*(_t(a) for a in case.args)).numpy()]
+        return [module(*(tensor(a) for a in case.args)).numpy()]
 
 
 # ----------------------------------------------------------------------- shifted_window_mask
@@ -174,7 +166,7 @@ def _timm_block(dim, resolution, heads, M, shift):
 def _block_cases(rng):
     cases = []
     for B, H, W, dim, heads, M in ((2, 8, 8, 8, 2, 4), (1, 12, 9, 12, 3, 3)):
-        x = _normal(rng, B, H, W, dim)
+        x = normal(rng, B, H, W, dim)
         for shifted in (False, True):
             state = _random_state(rng, _timm_block(dim, (H, W), heads, M, M // 2 if shifted else 0))
             cases.append(Case((x,), init=(dim, [H, W], heads, M, shifted), state=state, double=True))
@@ -186,7 +178,7 @@ def _block(case, shift_by_window=False):
     shift = (M if shift_by_window else M // 2) if shifted else 0
     block = _loaded(_timm_block(dim, resolution, heads, M, shift % M), case.state)
     with torch.no_grad():
-        return [block(_t(case.args[0])).numpy()]
+        return [block(tensor(case.args[0])).numpy()]
 
 
 def _stage_cases(rng):
@@ -194,7 +186,7 @@ def _stage_cases(rng):
     for B, H, W, dim, depth, heads, M in ((2, 16, 16, 8, 2, 2, 4), (1, 12, 24, 6, 3, 2, 3)):
         reference = timm_swin.SwinTransformerStage(dim=dim, out_dim=2 * dim, input_resolution=(H, W), depth=depth,
                                                    downsample=True, num_heads=heads, window_size=M)
-        cases.append(Case((_normal(rng, B, H, W, dim),), init=(dim, [H, W], depth, heads, M),
+        cases.append(Case((normal(rng, B, H, W, dim),), init=(dim, [H, W], depth, heads, M),
                           state=_random_state(rng, reference), double=True))
     return cases
 
@@ -208,7 +200,7 @@ def _stage(case, shifted_first=False):
             stage.blocks[i] = _timm_block(2 * dim, (H // 2, W // 2), heads, M, M // 2 if i % 2 == 0 else 0)
     stage = _loaded(stage, case.state)
     with torch.no_grad():
-        return [stage(_t(case.args[0])).numpy()]
+        return [stage(tensor(case.args[0])).numpy()]
 
 
 ATTENTION = ("scaled_dot_product_attention", "MultiheadAttention")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.trusted import Case, Check
+from autograder.trusted import Case, Check, normal, tensor
 
 try:
     from open_clip.loss import ClipLoss
@@ -34,26 +34,18 @@ except ImportError:                     # the same formulas, written out
         return x[torch.arange(x.shape[0]), index]
 
 
-def _t(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array))
-
-
-def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(shape) * scale
-
-
 # ------------------------------------------------------------------------------- clip_logits
 def _logits_cases(rng):
     cases = []
     for n, m, d, scale, max_scale in ((5, 5, 8, 1 / 0.07, None), (7, 3, 4, math.exp(1.3), None),
                                       (4, 6, 5, 1000.0, None), (3, 3, 6, 50.0, 10.0)):
-        args = (_normal(rng, n, d, scale=3.0), _normal(rng, m, d, scale=2.0), np.array(math.log(scale)))
+        args = (normal(rng, n, d, scale=3.0), normal(rng, m, d, scale=2.0), np.array(math.log(scale)))
         cases.append(Case(args, {} if max_scale is None else {"max_scale": max_scale}))
     return cases
 
 
 def _logits(case, normalise=True, exponentiate=True, clamp=True, power=1):
-    img, txt, t = (_t(a) for a in case.args)
+    img, txt, t = (tensor(a) for a in case.args)
     if normalise:
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
     scale = t.exp() if exponentiate else t
@@ -67,7 +59,7 @@ def _logits(case, normalise=True, exponentiate=True, clamp=True, power=1):
 def _loss_cases(rng):
     cases = []
     for n, d, t in ((6, 8, math.log(1 / 0.07)), (9, 5, 0.5), (9, 5, 3.0), (8, 16, 5.0)):
-        img, txt = _normal(rng, n, d, scale=2.0), _normal(rng, n, d)
+        img, txt = normal(rng, n, d, scale=2.0), normal(rng, n, d)
         img[: n // 3] += 3 * txt[: n // 3]          # some aligned pairs, so that the two directions differ
         cases.append(Case((img, txt, np.array(t))))
     return cases
@@ -83,7 +75,7 @@ def _open_clip_loss(img, txt, scale):
 
 
 def _loss(case, normalise=True, exponentiate=True, factor=1.0):
-    img, txt, t = (_t(a) for a in case.args)
+    img, txt, t = (tensor(a) for a in case.args)
     if normalise:
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
     scale = (t.exp() if exponentiate else t).clamp(max=100.0)
@@ -91,7 +83,7 @@ def _loss(case, normalise=True, exponentiate=True, factor=1.0):
 
 
 def _one_direction(case, images_first: bool):
-    img, txt, t = (_t(a) for a in case.args)
+    img, txt, t = (tensor(a) for a in case.args)
     img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
     logits = t.exp().clamp(max=100.0) * (img @ txt.T if images_first else txt @ img.T)
     return [F.cross_entropy(logits, torch.arange(img.shape[0])).numpy()]
@@ -115,12 +107,12 @@ def _pool_cases(rng):
     cases = []
     for batch, length, d, eos_id in ((3, 10, 6, 2), (5, 9, 3, 7)):
         tokens = _tokens(rng, batch, length, eos_id, low=eos_id + 1, high=40, pad=eos_id == 2)
-        cases.append(Case((_normal(rng, batch, length, d), tokens, eos_id)))
+        cases.append(Case((normal(rng, batch, length, d), tokens, eos_id)))
     return cases
 
 
 def _pool(case, pool_type="eos"):
-    hidden, tokens, eos_id = _t(case.args[0]), _t(case.args[1]), case.args[2]
+    hidden, tokens, eos_id = tensor(case.args[0]), tensor(case.args[1]), case.args[2]
     return [text_global_pool(hidden, tokens, pool_type, eos_token_id=eos_id).numpy()]
 
 
@@ -147,7 +139,7 @@ def _text_encoder_cases(rng):
             (40, 16, 16, 2, 4, 8, 2, 3, 12), (50, 20, 24, 1, 2, 8, 9, 4, 12)):
         init = (vocab, context, width, layers, heads, embed, eos_id)
         shapes = {k: tuple(v.shape) for k, v in _reference_text_encoder(*init).state_dict().items()}
-        state = {k: _normal(rng, *shape, scale=0.3) + (1.0 if k.endswith(("norm1.weight", "norm2.weight",
+        state = {k: normal(rng, *shape, scale=0.3) + (1.0 if k.endswith(("norm1.weight", "norm2.weight",
                                                                          "ln_final.weight")) else 0.0)
                  for k, shape in shapes.items()}
         tokens = _tokens(rng, batch, length, eos_id, low=max(eos_id + 1, 3), high=vocab, pad=True)
@@ -157,8 +149,8 @@ def _text_encoder_cases(rng):
 
 def _text_encoder(case, causal: bool = True):
     model = _reference_text_encoder(*case.init)
-    model.load_state_dict({k: _t(v) for k, v in case.state.items()}, strict=True)
-    tokens = _t(case.args[0])
+    model.load_state_dict({k: tensor(v) for k, v in case.state.items()}, strict=True)
+    tokens = tensor(case.args[0])
     n = tokens.shape[1]
     with torch.no_grad():
         x = model.token_embedding(tokens) + model.positional_embedding[:n]
@@ -174,7 +166,7 @@ def _text_encoder(case, causal: bool = True):
 def _recall_cases(rng):
     cases = []
     for n, k in ((20, 1), (20, 5), (33, 3), (33, 10)):
-        similarity = _normal(rng, n, n) + np.diag(np.linspace(0, 3, n))
+        similarity = normal(rng, n, n) + np.diag(np.linspace(0, 3, n))
         similarity[:, int(rng.integers(n))] += 2.0      # a "hub" text: rows and columns differ
         cases.append(Case((similarity, k)))
     return cases

@@ -18,20 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autograder.trusted import Case, Check
+from autograder.trusted import Case, Check, normal, tensor
 
 try:
     from open_clip.loss import SigLipLoss
 except ImportError:
     SigLipLoss = None
-
-
-def _t(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(array))
-
-
-def _normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return rng.standard_normal(shape) * scale
 
 
 def _algorithm_1(zimg, ztxt, t, b, negative_only=False):
@@ -44,7 +36,7 @@ def _algorithm_1(zimg, ztxt, t, b, negative_only=False):
 
 
 def _pairs(rng, n: int, d: int, aligned: int) -> tuple[np.ndarray, np.ndarray]:
-    img, txt = _normal(rng, n, d, scale=2.0), _normal(rng, n, d)
+    img, txt = normal(rng, n, d, scale=2.0), normal(rng, n, d)
     img[:aligned] += 3 * txt[:aligned]                 # some aligned pairs: positives and negatives differ
     return img, txt
 
@@ -59,7 +51,7 @@ def _loss_cases(rng):
 
 
 def _loss(case, normalise=True, exponentiate=True, bias_sign=1.0, labels=None, divide_by_pairs=False):
-    img, txt, t_prime, b = (_t(a) for a in case.args[:4])
+    img, txt, t_prime, b = (tensor(a) for a in case.args[:4])
     if normalise:
         img, txt = F.normalize(img, dim=-1), F.normalize(txt, dim=-1)
     t = t_prime.exp() if exponentiate else t_prime
@@ -125,14 +117,14 @@ def _at_init_reference(case):
 def _block_cases(rng):
     cases = []
     for p, q, d, diagonal in ((4, 4, 8, True), (4, 4, 8, False), (4, 6, 8, False), (3, 7, 5, False), (5, 5, 3, True)):
-        zimg = F.normalize(_t(_normal(rng, p, d)), dim=-1).numpy()
-        ztxt = F.normalize(_t(_normal(rng, q, d)), dim=-1).numpy()
+        zimg = F.normalize(tensor(normal(rng, p, d)), dim=-1).numpy()
+        ztxt = F.normalize(tensor(normal(rng, q, d)), dim=-1).numpy()
         cases.append(Case((zimg, ztxt, np.array(rng.uniform(0.5, 2.5)), np.array(rng.uniform(-3.0, 1.0)), diagonal)))
     return cases
 
 
 def _block(case, divide=False):
-    zimg, ztxt, t_prime, b = (_t(a) for a in case.args[:4])
+    zimg, ztxt, t_prime, b = (tensor(a) for a in case.args[:4])
     diagonal = case.args[4]
     if zimg.shape[0] == ztxt.shape[0]:
         total = _algorithm_1(zimg, ztxt, t_prime.exp(), b, negative_only=not diagonal) * zimg.shape[0]
@@ -152,7 +144,7 @@ def _ring_cases(rng):
 
 
 def _ring_wrong(case, every_block_diagonal=False, local_batch=False):
-    img, txt, t_prime, b = (_t(a) for a in case.args[:4])
+    img, txt, t_prime, b = (tensor(a) for a in case.args[:4])
     devices = case.args[4]
     images, texts = F.normalize(img, dim=-1).chunk(devices), F.normalize(txt, dim=-1).chunk(devices)
     total = 0.0
