@@ -44,7 +44,7 @@ def asserts_without_message(source: str) -> list[int]:
     return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert) and node.msg is None]
 
 
-def _compile_cell(source: str, name: str):
+def compile_cell(source: str, name: str):
     """Compile a cell and keep its source where ``inspect.getsource`` finds it, as IPython does."""
     linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
     return compile(source, name, "exec")
@@ -63,10 +63,10 @@ def run_graded_tests(notebook: nbformat.NotebookNode, wanted: set[str],
         cell_kind, cell_id = kind(cell), grade_id(cell)
         name = f"<cell {index}: {cell_id or cell_kind}>"
         if cell_kind in ("setup", "exercise"):
-            exec(_compile_cell(replacements.get(cell_id, cell.source), name), namespace)
+            exec(compile_cell(replacements.get(cell_id, cell.source), name), namespace)
         elif cell_kind == "test" and cell_id in wanted:
             try:
-                exec(_compile_cell(cell.source, name), namespace)
+                exec(compile_cell(cell.source, name), namespace)
                 results[cell_id] = None
             except Exception as error:  # noqa: BLE001 - a failing test is a result here
                 results[cell_id] = f"{type(error).__name__}: {error}"

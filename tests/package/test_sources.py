@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import linecache
-
 import pytest
+from harness import compile_cell
 
 from vlmcourse.sources import assert_written_by_hand, dynamic_access, forbidden_calls
 
@@ -35,14 +34,11 @@ def test_the_visible_check_reads_the_kernels_functions() -> None:
     cells = ["import torch", "def softmax(x, dim=-1):\n    return torch.softmax(x, dim)\n",
              "def attend(s):\n    return softmax(s)\n"]
     for index, source in enumerate(cells):
-        name = f"<cell {index}>"
-        linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
-        exec(compile(source, name, "exec"), namespace)
+        exec(compile_cell(source, f"<cell {index}>"), namespace)
     with pytest.raises(AssertionError, match="you called the reference it is compared with"):
         assert_written_by_hand(namespace["attend"], "softmax")
     cell = "def softmax(x, dim=-1):\n    e = x.exp()\n    return e / e.sum(dim, keepdim=True)\n"
-    linecache.cache["<cell 3>"] = (len(cell), None, cell.splitlines(keepends=True), "<cell 3>")
-    exec(compile(cell, "<cell 3>", "exec"), namespace)
+    exec(compile_cell(cell, "<cell 3>"), namespace)
     assert_written_by_hand(namespace["attend"], "softmax")
 
 
@@ -50,8 +46,6 @@ def test_the_visible_check_sees_names_a_setup_cell_imported() -> None:
     namespace: dict = {"__name__": "__main__"}
     cells = ["from torch.nn import CrossEntropyLoss", "def loss(a, b):\n    return CrossEntropyLoss()(a, b)\n"]
     for index, source in enumerate(cells):
-        name = f"<setup cell {index}>"
-        linecache.cache[name] = (len(source), None, source.splitlines(keepends=True), name)
-        exec(compile(source, name, "exec"), namespace)
+        exec(compile_cell(source, f"<setup cell {index}>"), namespace)
     with pytest.raises(AssertionError, match="`CrossEntropyLoss`: you called the reference"):
         assert_written_by_hand(namespace["loss"], "CrossEntropyLoss")
