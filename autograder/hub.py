@@ -142,9 +142,6 @@ class LocalHub:
         """The grader service's origin: the hub's, or its own subdomain (JupyterHub's default naming)."""
         return f"http://{COURSE_ID}--service.{self.domain}:{self.port}" if self.domain else self.url
 
-    def user_url(self, user: str) -> str:
-        return f"http://{user}.{self.domain}:{self.port}" if self.domain else self.url
-
     def open(self, url: str, **request) -> urllib.request.Request:
         """A request for ``url`` sent to the proxy on 127.0.0.1, with the ``Host`` the name says
         (so the subdomains need no DNS); ``request``: urllib.request.Request's other arguments."""
