@@ -50,7 +50,7 @@ from .sandbox import Limits, Sandbox, bwrap_sizes_filesystems, choose_mode
 from .submission import Ungradable, canonicalize, find_notebook, read_notebook
 from .trusted import CHECKS_FILE, load_checks
 
-GRADER_VERSION = "2"   # 2: trusted checks
+GRADER_VERSION = "3"   # 2: trusted checks; 3: module checks of the initial parameters
 GLOB_CHARACTERS = set("*?[]")   # nbgrader finds a student's files with glob patterns built from the id
 SCRATCH_PATH_LIMIT = 70  # + "/slotNN/kernel/socket-N" stays within the 107 bytes of a Unix socket path
 Progress = Callable[[str], None]

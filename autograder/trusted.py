@@ -47,7 +47,8 @@ class Case:
 
     ``args``/``kwargs`` hold numpy arrays (given to the learner's code as tensors) or plain JSON
     values. For a class (``Check.module``): ``init`` are its constructor's arguments, ``state`` the
-    ``state_dict`` the grader loads into it (strictly: the parameter names are the exercise's contract),
+    ``state_dict`` the grader loads into it (strictly: the parameter names are the exercise's contract;
+    none: the module is judged as its constructor initialised it),
     ``double`` converts it to float64 first.
     """
 
@@ -305,7 +306,8 @@ def _grader_answer_TOKEN():
                     call = target(*[value(a) for a in case["init"]])
                     if case["double"]:
                         call = call.double()
-                    call.load_state_dict({{k: value(v) for k, v in case["state"].items()}}, strict=True)
+                    if case["state"]:          # no state: the module as its constructor made it
+                        call.load_state_dict({{k: value(v) for k, v in case["state"].items()}}, strict=True)
                     call.eval()
                 with torch.no_grad():
                     kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}

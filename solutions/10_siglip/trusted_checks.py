@@ -82,11 +82,23 @@ def _module_cases(rng):
         img, txt = _pairs(rng, n, d, 2)
         state = {"t_prime": np.array(rng.uniform(0.5, 3.0)), "bias": np.array(rng.uniform(-10.0, 1.0))}
         cases.append(Case((img, txt), state=state, double=True))
-    return cases
+    init_t, init_b = float(rng.uniform(2.0, 20.0)), float(rng.uniform(-12.0, -2.0))
+    img, txt = _pairs(rng, 6, 4, 2)
+    return cases + [Case((img, txt), init=(init_t, init_b), double=True)]   # as the constructor made it
 
 
 def _as_loss_case(case) -> Case:
+    if not case.state:                 # the initial parameters: t' = log(init_t), b = init_b
+        init_t, init_b = case.init
+        return Case(tuple(case.args) + (np.array(math.log(init_t)), np.array(init_b)))
     return Case(tuple(case.args) + (case.state["t_prime"], case.state["bias"]))
+
+
+def _init_without_log(case) -> list[np.ndarray]:
+    if case.state:
+        return [np.full(1, np.nan)]
+    init_t, init_b = case.init
+    return _loss(Case(tuple(case.args) + (np.array(float(init_t)), np.array(init_b))))
 
 
 # ----------------------------------------------------------------------- siglip_loss_at_init
@@ -162,8 +174,9 @@ CHECKS = [
           mistakes=_LOSS_MISTAKES),
     Check("test_SigmoidLoss", "SigmoidLoss", _module_cases, lambda case: _loss(_as_loss_case(case)), module=True,
           forbidden=("SigLipLoss", "open_clip_siglip"),
-          mistakes={name: (lambda case, wrong=wrong: wrong(_as_loss_case(case)))
-                    for name, wrong in _LOSS_MISTAKES.items()}),
+          mistakes={**{name: (lambda case, wrong=wrong: wrong(_as_loss_case(case)))
+                       for name, wrong in _LOSS_MISTAKES.items()},
+                    "temperature initialised at init_t instead of log(init_t)": _init_without_log}),
     Check("test_siglip_loss_at_init", "siglip_loss_at_init", _at_init_cases, _at_init_reference,
           forbidden=("SigLipLoss", "open_clip_siglip"),
           mistakes={"n negatives per image instead of n - 1": lambda case: _at_init(case, negatives=lambda n: n),
