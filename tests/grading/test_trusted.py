@@ -13,6 +13,7 @@ import zipfile
 import nbformat
 import numpy as np
 import pytest
+from harness import load_mistakes
 
 from autograder.base import COURSE, SOLUTIONS, assignments
 from autograder.cells import grade_id, is_setup
@@ -80,6 +81,29 @@ def test_the_reference_passes_every_check_on_fresh_inputs(assignment: str, seed:
     assert set(verdicts) == set(session.checks)
     failed = {gid: v.detail for gid, v in verdicts.items() if not v.passed or v.flags}
     assert not failed, f"the reference of {assignment} fails its own checks: {failed}"
+
+
+def _covered_mistakes() -> list:
+    """The mistakes of the mistakes files whose failing tests include one the grader checks itself."""
+    return [m for a in WITH_CHECKS for m in load_mistakes(a)
+            if any(check.grade_id in m.fails for check in load_checks(SOLUTIONS, a))]
+
+
+COVERED = _covered_mistakes()
+
+
+@pytest.mark.parametrize("mistake", COVERED, ids=[m.test_id for m in COVERED])
+def test_the_grader_catches_every_mistake_its_checks_cover(mistake) -> None:
+    """A plausible wrong answer that the kernel's test catches must fail the grader's own check too:
+    otherwise the verdict outside the kernel could not take those points away."""
+    session = session_for(mistake.assignment)
+    notebook = nbformat.read(SOLUTIONS / mistake.assignment / f"{mistake.assignment}.ipynb", as_version=4)
+    wrong = next(c.source for c in notebook.cells if grade_id(c) == mistake.cell).replace(mistake.find, mistake.replace)
+    namespace, sources = reference_namespace(mistake.assignment, wrong)
+    checked = [gid for gid in mistake.fails if gid in session.checks]
+    verdicts = session.judge(kernel_half(session, namespace, checked), sources)
+    assert any(not verdicts[gid].passed for gid in checked), \
+        f"the grader's checks {checked} pass the mistake '{mistake.name}': {[verdicts[g].detail for g in checked]}"
 
 
 def test_the_checks_never_reach_the_learners() -> None:
