@@ -135,18 +135,19 @@ class Session:
     """One submission's trusted checks: the code the kernel runs, and the verdicts on its answer."""
 
     def __init__(self, checks: list[Check], seed: int | None = None):
-        self.checks = {c.grade_id: c for c in checks}
+        self.checks: dict[str, list[Check]] = {}     # test cell -> its checks (several when it tests several exercises)
+        for check in checks:
+            self.checks.setdefault(check.grade_id, []).append(check)
         self.token = secrets.token_hex(8)
         self.rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
-        self.cases: dict[str, list[Case]] = {}
+        self.cases: dict[str, list[list[Case]]] = {}   # test cell -> the cases of each of its checks
         self.targets = f"_grader_targets_{self.token}"
 
     # ------------------------------------------------------------------ kernel side (code as text)
     def remember_code(self, grade_id: str) -> str:
-        """Code that keeps the learner's function as it was when its test passed."""
-        name = self.checks[grade_id].function
-        return (f"globals().setdefault({self.targets!r}, {{}})[{grade_id!r}] = "
-                f"globals().get({name!r})")
+        """Code that keeps the learner's functions as they were when their test passed."""
+        return "\n".join(f"globals().setdefault({self.targets!r}, {{}})[{_label(grade_id, n)!r}] = "
+                         f"globals().get({check.function!r})" for n, check in enumerate(self.checks[grade_id]))
 
     def call_code(self, passed: list[str]) -> tuple[str, str]:
         """The code that defines the kernel's answer to the checks of the ``passed`` tests (their
@@ -162,15 +163,15 @@ class Session:
 
         spec = []
         for gid in passed:
-            check = self.checks[gid]
-            self.cases[gid] = check.cases(self.rng)
-            spec.append({"grade_id": gid, "function": check.function, "module": check.module,
-                         "attributes": list(check.attributes), "keys": list(check.keys),
-                         "cases": [{"args": [encode(a) for a in c.args],
-                                    "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
-                                    "init": [encode(a) for a in c.init],
-                                    "state": {k: encode(v) for k, v in c.state.items()},
-                                    "double": c.double} for c in self.cases[gid]]})
+            self.cases[gid] = [check.cases(self.rng) for check in self.checks[gid]]
+            for n, (check, cases) in enumerate(zip(self.checks[gid], self.cases[gid])):
+                spec.append({"label": _label(gid, n), "function": check.function, "module": check.module,
+                             "attributes": list(check.attributes), "keys": list(check.keys),
+                             "cases": [{"args": [encode(a) for a in c.args],
+                                        "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
+                                        "init": [encode(a) for a in c.init],
+                                        "state": {k: encode(v) for k, v in c.state.items()},
+                                        "double": c.double} for c in cases]})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         code = KERNEL_ANSWER.replace("TOKEN", self.token).format(
@@ -187,9 +188,11 @@ class Session:
             reason = answer if answer.startswith("no answer") else error
             return {gid: Verdict(False, f"the grader's own check got no readable answer from the kernel ({reason})")
                     for gid in self.cases}
-        return {gid: self._judge_one(self.checks[gid], cases, answers, sources) for gid, cases in self.cases.items()}
+        return {gid: _all_of([self._judge_one(check, _label(gid, n), cases, answers, sources)
+                              for n, (check, cases) in enumerate(zip(self.checks[gid], per_check))])
+                for gid, per_check in self.cases.items()}
 
-    def _judge_one(self, check: Check, cases: list[Case], answers: dict[str, np.ndarray],
+    def _judge_one(self, check: Check, label: str, cases: list[Case], answers: dict[str, np.ndarray],
                    sources: list[str]) -> Verdict:
         from vlmcourse.sources import dynamic_access, forbidden_calls
 
@@ -200,7 +203,7 @@ class Session:
             return Verdict(False, f"`{check.function}` calls {', '.join(f'`{u}`' for u in uses)}, the reference it "
                                   "is compared with: the exercise asks you to write it yourself", flags)
         for index, case in enumerate(cases):
-            key = f"{check.grade_id}/{index}"
+            key = f"{label}/{index}"
             where = f"on the grader's own inputs ({case.describe()})"
             if f"{key}/error" in answers:
                 return Verdict(False, f"`{check.function}` raised {answers[f'{key}/error']} {where}", flags)
@@ -217,6 +220,18 @@ class Session:
                     return Verdict(False, f"`{check.function}` {where}: {what} {problem}."
                                           + _known_mistake(check, case, got), flags)
         return Verdict(True, "", flags)
+
+
+def _label(grade_id: str, n: int) -> str:
+    """The name of the ``n``-th check of a test cell in the kernel's answer."""
+    return f"{grade_id}/{n}"
+
+
+def _all_of(verdicts: list[Verdict]) -> Verdict:
+    """A test cell's verdict from its checks': passed only if all passed; the first failure's reason."""
+    flags = list(dict.fromkeys(flag for v in verdicts for flag in v.flags))
+    failed = next((v for v in verdicts if not v.passed), None)
+    return Verdict(False, failed.detail, flags) if failed else Verdict(True, "", flags)
 
 
 def _known_mistake(check: Check, case: Case, got: list[np.ndarray]) -> str:
@@ -296,9 +311,9 @@ def _grader_answer_TOKEN():
 
     for check in spec:
         for index, case in enumerate(check["cases"]):
-            key = check["grade_id"] + "/" + str(index)
+            key = check["label"] + "/" + str(index)
             try:
-                target = targets.get(check["grade_id"])
+                target = targets.get(check["label"])
                 if target is None:
                     raise NameError(check["function"] + " is not defined")
                 call = target

@@ -165,7 +165,7 @@ def _zip(member: str, data: bytes, compression: int = zipfile.ZIP_STORED) -> byt
 def _pickled() -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    return _zip("test_softmax/0/0.npy", buffer.getvalue())
+    return _zip("test_softmax/0/0/0.npy", buffer.getvalue())
 
 
 def _quoted(data: bytes) -> str:
@@ -179,12 +179,12 @@ HOSTILE = {
     "not base64": lambda cases: repr("@@@ not base64 @@@"),
     "not a zip": lambda cases: _quoted(b"not a zip file"),
     "pickled objects": lambda cases: _quoted(_pickled()),
-    "decompression bomb": lambda cases: _quoted(_zip("test_softmax/0/0.npy", b"\0" * (MAX_OUTPUT_BYTES + 1),
+    "decompression bomb": lambda cases: _quoted(_zip("test_softmax/0/0/0.npy", b"\0" * (MAX_OUTPUT_BYTES + 1),
                                                      zipfile.ZIP_DEFLATED)),
     "too long": lambda cases: "'" + "A" * (MAX_OUTPUT_BYTES * 2) + "'",
-    "extra outputs": lambda cases: _quoted(_npz(**{f"test_softmax/{i}/{j}": np.zeros(2)
+    "extra outputs": lambda cases: _quoted(_npz(**{f"test_softmax/0/{i}/{j}": np.zeros(2)
                                                   for i in range(cases) for j in range(2)})),
-    "strings for numbers": lambda cases: _quoted(_npz(**{f"test_softmax/{i}/0": np.array(["1.0"])
+    "strings for numbers": lambda cases: _quoted(_npz(**{f"test_softmax/0/{i}/0": np.array(["1.0"])
                                                         for i in range(cases)})),
 }
 
@@ -193,7 +193,7 @@ HOSTILE = {
 def test_hostile_answers_fail_the_check_and_never_crash(hostile: str) -> None:
     session = session_for("01_attention")
     session.call_code(["test_softmax"])
-    verdict = session.judge(HOSTILE[hostile](len(session.cases["test_softmax"])), [])["test_softmax"]
+    verdict = session.judge(HOSTILE[hostile](len(session.cases["test_softmax"][0])), [])["test_softmax"]
     assert not verdict.passed and verdict.detail, f"{hostile}: {verdict}"
 
 
@@ -226,3 +226,21 @@ def test_a_python_float_answer_keeps_its_precision() -> None:
     exec("def third(x):\n    return x / 3\n", namespace)
     verdict = session.judge(kernel_half(session, namespace, ["test_third"]), [])["test_third"]
     assert verdict.passed, f"a float64 answer was rounded on its way back: {verdict}"
+
+
+def test_a_test_cell_of_two_exercises_passes_only_if_both_checks_agree() -> None:
+    from autograder.trusted import Case, Check
+
+    checks = [Check("test_pair", "double", lambda rng: [Case((np.arange(3.0),))], lambda case: [2 * case.args[0]]),
+              Check("test_pair", "halve", lambda rng: [Case((np.arange(3.0),))], lambda case: [case.args[0] / 2])]
+    verdicts = {}
+    for name, code in (("both right", "def double(x):\n    return 2 * x\ndef halve(x):\n    return x / 2\n"),
+                       ("second wrong", "def double(x):\n    return 2 * x\ndef halve(x):\n    return x / 3\n"),
+                       ("second missing", "def double(x):\n    return 2 * x\n")):
+        session = Session(checks, seed=0)
+        namespace: dict = {}
+        exec(code, namespace)
+        verdicts[name] = session.judge(kernel_half(session, namespace, ["test_pair"]), [code])["test_pair"]
+    assert verdicts["both right"].passed, verdicts["both right"]
+    assert not verdicts["second wrong"].passed and "`halve`" in verdicts["second wrong"].detail
+    assert not verdicts["second missing"].passed and "halve is not defined" in verdicts["second missing"].detail
