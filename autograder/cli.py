@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--db-url")
     collect = commands.add_parser("collect", help="collect submissions (exchange or LMS zip files)")
     collect.add_argument("assignment")
-    collect.add_argument("--zip", type=Path, help="folder of LMS zip/ipynb downloads (nbgrader zip_collect)")
+    collect.add_argument("--zip", type=Path,
+                         help="folder of LMS downloads: notebooks, .zip, .tar(.gz), .gz; bad files reported one by one")
     args = parser.parse_args(argv)
     if args.command == "generate":
         from .release import generate_course

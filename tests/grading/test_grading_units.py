@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -223,6 +224,67 @@ def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
     assert nbformat.read(alice / "01_attention.ipynb", as_version=4).cells[0].source == "x = 1"
     assert (alice / "timestamp.txt").read_text().startswith("2026-11-20")
     assert (submitted / "bob" / "01_attention" / "01_attention.ipynb").exists()
+
+
+def test_collect_handles_each_download_on_its_own(tmp_path, monkeypatch) -> None:
+    """One hostile or broken download never stops the class's collection, never writes outside
+    submitted/, and is reported with its reason; a rerun after it was removed starts afresh."""
+    import gzip
+    import io
+    import tarfile
+    import zipfile
+
+    from autograder.collect import collect
+
+    workspace, downloads = tmp_path / "ws", tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setenv("VLM_COURSE_WORKSPACE", str(workspace))
+    notebook = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    with zipfile.ZipFile(downloads / "climbs.zip", "w") as archive:
+        archive.writestr("../../x_mallory_01_attention.ipynb", notebook)
+        archive.writestr("ok/x_erin_01_attention.ipynb", notebook)
+    (downloads / "corrupt.zip").write_bytes(b"PK\x03\x04 not really")
+    (downloads / "x_frank_01_attention.ipynb.gz").write_bytes(b"\x1f\x8b broken gzip")
+    (downloads / "x_grace_01_attention.ipynb.gz").write_bytes(gzip.compress(notebook.encode()))
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        data = notebook.encode()
+        member = tarfile.TarInfo("x_heidi_attempt_2026-11-21-10-00-00_01_attention.ipynb")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+        link = tarfile.TarInfo("x_ivan_01_attention.ipynb")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    (downloads / "class.tar.gz").write_bytes(packed.getvalue())
+    (downloads / "x_.._01_attention.ipynb").write_text(notebook)                # a student id of ".."
+    (downloads / os.fsdecode(b"x_judy\xff_01_attention.ipynb")).write_text(notebook)  # not UTF-8
+    (downloads / "x_ken_01_attention.ipynb").symlink_to(downloads / "x_grace_01_attention.ipynb.gz")
+    os.mkfifo(downloads / "x_lee_01_attention.ipynb")                          # reading it would hang
+    for attempt, source in (("2026-11-20-09-00-00", "old"), ("2026-11-20-10-00-00", "new")):
+        late = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+        (downloads / f"x_olga_attempt_{attempt}_01_attention.ipynb").write_text(nbformat.writes(late))
+
+    problems = collect("01_attention", zip_folder=downloads)
+    submitted = workspace / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == ["erin", "grace", "heidi", "olga"]
+    assert not (tmp_path / "x_mallory_01_attention.ipynb").exists() and not list(tmp_path.rglob("*mallory*"))
+    olga = submitted / "olga" / "01_attention"
+    assert nbformat.read(olga / "01_attention.ipynb", as_version=4).cells[0].source == "new", "the latest attempt"
+    assert (olga / "timestamp.txt").read_text() == "2026-11-20 10:00:00"
+    said = "\n".join(problems)
+    for reason in ("climbs.zip: ../../x_mallory_01_attention.ipynb: a path outside the archive",
+                   "corrupt.zip: cannot be read", "x_frank_01_attention.ipynb.gz: cannot be read",
+                   "class.tar.gz: x_ivan_01_attention.ipynb: not a file", "x_.._01_attention.ipynb: the name does not",
+                   "x_judy\\xff_01_attention.ipynb: the name does not", "x_ken_01_attention.ipynb: cannot be read",
+                   "x_lee_01_attention.ipynb: cannot be read", "an older attempt of olga's 01_attention.ipynb"):
+        assert reason in said, f"not reported: {reason!r} in {problems}"
+
+    (downloads / "x_grace_01_attention.ipynb.gz").unlink()
+    (downloads / "x_erin_01_attention.ipynb").write_text(nbformat.writes(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")])))
+    collect("01_attention", zip_folder=downloads)                               # runs again, same folder
+    erin = sorted(p.name for p in (submitted / "erin" / "01_attention").iterdir())
+    assert erin == ["01_attention.ipynb"], f"erin's folder is replaced whole: {erin}"
 
 
 def test_grades_csv_times_carry_a_time_zone(tmp_path: Path) -> None:
