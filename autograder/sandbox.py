@@ -128,6 +128,15 @@ def _python_roots() -> list[Path]:
     return sorted(roots)
 
 
+def _python_links() -> list[tuple[Path, Path]]:
+    """(path, real path) of the environment folders reached through a symbolic link (a ``.venv`` that
+    links to a shared environment): the kernel is started by the linked path, so the sandbox needs
+    the link too, not only the real folder it binds."""
+    linked = [Path(sys.prefix), Path(sys.base_prefix)]
+    linked += [Path(e) for e in os.environ.get("VLM_COURSE_SANDBOX_RO", "").split(os.pathsep) if e]
+    return sorted({(p.absolute(), p.resolve()) for p in linked if p.absolute() != p.resolve()})
+
+
 def _limits_preexec(limits: Limits):
     import resource
 
@@ -223,13 +232,15 @@ class Sandbox:
                 wrapper += ["--symlink", os.readlink(target), str(target)]
             elif target.is_dir():
                 wrapper += ["--ro-bind", str(target), str(target)]
-        roots = _python_roots()
-        parents = sorted({str(a) for r in roots + [scratch] for a in r.parents if str(a) not in ("/", "/usr", "/tmp")},
-                         key=lambda a: a.count("/"))
+        roots, links = _python_roots(), _python_links()
+        parents = sorted({str(a) for r in roots + [scratch] + [link for link, _ in links] for a in r.parents
+                          if str(a) not in ("/", "/usr", "/tmp")}, key=lambda a: a.count("/"))
         for parent in parents:   # bwrap would create missing parents with mode 0700
             wrapper += ["--perms", "0755", "--dir", parent]
         for root in roots:
             wrapper += ["--ro-bind", str(root), str(root)]
+        for link, target in links:
+            wrapper += ["--symlink", str(target), str(link)]
         wrapper += ["--bind", str(scratch), str(scratch)]
         if self.bounded_filesystems():   # the kernel's writable folders: not the workspace's disk
             for folder in ("home", "tmp"):

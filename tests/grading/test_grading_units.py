@@ -202,6 +202,36 @@ def test_sandbox_command_isolates_network_pids_and_files(tmp_path: Path) -> None
         assert sized["/dev/shm"] == limits.shm_bytes and "/tmp" in sized
 
 
+def test_an_environment_reached_through_a_link_runs_in_the_sandbox(tmp_path) -> None:
+    """A course environment used through a symbolic link (``.venv`` -> a shared environment): the
+    kernel is started by the linked path, which must exist inside the sandbox too."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from autograder.base import REPO
+    from autograder.sandbox import bwrap_works
+
+    if not bwrap_works():
+        pytest.skip("bubblewrap is not usable here")
+    link = tmp_path / "linked-env"
+    link.symlink_to(Path(sys.prefix).resolve())
+    script = textwrap.dedent(f"""
+        import subprocess, sys
+        from pathlib import Path
+        from autograder.sandbox import Limits, Sandbox
+        assert sys.prefix == {str(link)!r}, sys.prefix
+        box, scratch = Sandbox(mode="bwrap", limits=Limits()), Path({str(tmp_path / "scratch")!r})
+        box.prepare(scratch)
+        kernel = box.popen([sys.executable, "-c", "import torch, vlmcourse; print('started')"], scratch,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        print(kernel.communicate(timeout=120)[0].decode())
+    """)
+    run = subprocess.run([str(link / "bin" / Path(sys.executable).name), "-c", script], capture_output=True,
+                         text=True, timeout=180, cwd=REPO, env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'src'}"})
+    assert run.returncode == 0 and "started" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+
+
 def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
     """`cli collect A --zip FOLDER`: zips and loose files named by the documented pattern land in
     submitted/<student>/<assignment>/ (with the submission time); a name that does not match is skipped."""
