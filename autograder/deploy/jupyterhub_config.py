@@ -64,6 +64,9 @@ c.JupyterHub.services = [{
                     "VLM_COURSE_WORKSPACE": COURSE_DIR,
                     "JUPYTERHUB_DEFAULT_URL": "/formgrader"},
     "oauth_no_confirm": True,
+    # the hub stops if the formgrader is not up in time: importing JupyterLab and nbgrader from a
+    # shared filesystem, or on a busy node, takes longer than the default 30 s
+    "timeout": 180,
 }]
 c.JupyterHub.load_roles = [
     {"name": INSTRUCTORS, "groups": [INSTRUCTORS],
