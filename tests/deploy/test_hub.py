@@ -201,6 +201,10 @@ def formgrader_frames_itself(driver, screens: Path, name: str) -> bool:
     browser.wait_for(driver, screens, "return window.probeLoaded", f"{name}: the iframe's load", timeout=60)
     rendered = "const d = document.getElementById('probe').contentDocument; return !!(d && d.body && " \
                "d.body.innerText.includes('Manage'))"
+    # a refused frame holds the browser's error page, of another origin: nothing to wait for
+    if driver.execute_script("return document.getElementById('probe').contentDocument === null"):
+        browser.shot(driver, screens, name)
+        return False
     try:
         browser.wait_for(driver, screens, rendered, f"{name}: the framed formgrader", timeout=20)
         framed = True
