@@ -49,7 +49,9 @@ class Case:
     values. For a class (``Check.module``): ``init`` are its constructor's arguments, ``state`` the
     ``state_dict`` the grader loads into it (strictly: the parameter names are the exercise's contract;
     none: the module is judged as its constructor initialised it),
-    ``double`` converts it to float64 first.
+    ``double`` converts it to float64 first. ``grad``: positions of float array arguments whose
+    gradients the kernel also returns (of the sum of the first output), after the outputs: a wrong or
+    missing gradient (a detached output answers zeros) fails like a wrong value.
     """
 
     args: Sequence[Any] = ()
@@ -57,6 +59,7 @@ class Case:
     init: Sequence[Any] = ()
     state: dict[str, np.ndarray] = field(default_factory=dict)
     double: bool = False
+    grad: tuple[int, ...] = ()
 
     def describe(self) -> str:
         """The inputs as a learner can read them: shapes of arrays, values of the rest."""
@@ -171,7 +174,7 @@ class Session:
                                         "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
                                         "init": [encode(a) for a in c.init],
                                         "state": {k: encode(v) for k, v in c.state.items()},
-                                        "double": c.double} for c in cases]})
+                                        "double": c.double, "grad": list(c.grad)} for c in cases]})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         code = KERNEL_ANSWER.replace("TOKEN", self.token).format(
@@ -324,10 +327,18 @@ def _grader_answer_TOKEN():
                     if case["state"]:          # no state: the module as its constructor made it
                         call.load_state_dict({{k: value(v) for k, v in case["state"].items()}}, strict=True)
                     call.eval()
-                with torch.no_grad():
-                    kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}
-                    result = call(*[value(a) for a in case["args"]], **kwargs)
+                args = [value(a) for a in case["args"]]
+                kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}
+                wanted = [args[i].requires_grad_(True) for i in case["grad"]]
+                with torch.set_grad_enabled(bool(wanted)):
+                    result = call(*args, **kwargs)
                 outputs = flat(result, check["keys"]) + [getattr(call, name) for name in check["attributes"]]
+                if wanted:
+                    first = outputs[0]
+                    linked = isinstance(first, torch.Tensor) and first.requires_grad
+                    grads = (torch.autograd.grad(first.sum(), wanted, allow_unused=True) if linked
+                             else [None] * len(wanted))
+                    outputs += [torch.zeros_like(w) if g is None else g for w, g in zip(wanted, grads)]
                 for position, output in enumerate(outputs):
                     answers[key + "/" + str(position)] = plain(output)
             except Exception as error:
