@@ -5,10 +5,6 @@ strictly. Never released to learners.
 
 Not checked here (decided by the kernel's test cell under the guard alone):
 
-- ``test_soft_distillation_loss``: half of what it checks is the gradient with respect to the student
-  logits, and the kernel answers the grader under ``torch.no_grad``: a loss computed from detached
-  student logits (a mistake its test catches) has the right value and would pass. Its values are
-  still judged here through ``deit_loss`` with a temperature, which calls it;
 - the training-mode output of ``DistilledViT`` (the tuple of the two heads): the grader runs modules
   in eval mode, where the output is the mean of the two heads, so both heads, the token order, the
   position embedding and the final norm are all judged there;
@@ -38,6 +34,51 @@ def _soft(student: np.ndarray, teacher: np.ndarray, t: float) -> np.ndarray:
     p = scipy.special.softmax(student / t, axis=-1)
     q = scipy.special.softmax(teacher / t, axis=-1)
     return np.array(scipy.special.rel_entr(q, p).sum() / student.shape[0] * t**2)
+
+
+# -------------------------------------------------------------------- soft_distillation_loss
+def _soft_cases(rng):
+    return [Case((normal(rng, b, k, scale=2.0), normal(rng, b, k, scale=2.0), t), grad=(0,))
+            for b, k, t in ((4, 6, 1.0), (3, 5, 2.5), (5, 10, float(rng.uniform(1.5, 6.0))))]
+
+
+def _soft_reference(case):
+    """The loss and its gradient with respect to the student's logits, T (p - q) / B, in closed form."""
+    student, teacher, t = case.args
+    p = scipy.special.softmax(student / t, axis=-1)
+    q = scipy.special.softmax(teacher / t, axis=-1)
+    return [_soft(student, teacher, t), t * (p - q) / student.shape[0]]
+
+
+def _soft_wrong(loss):
+    """A wrong loss(student, teacher, t) on float64 tensors, with its gradient by autograd."""
+    def outputs(case):
+        student = tensor(case.args[0]).clone().requires_grad_(True)
+        value = loss(student, tensor(case.args[1]), case.args[2])
+        return [value.detach().numpy(), torch.autograd.grad(value, student)[0].numpy()]
+    return outputs
+
+
+def _kl(log_p, log_q):
+    """KL(p || q) summed over classes, averaged over the batch."""
+    return (log_p.exp() * (log_p - log_q)).sum() / log_p.shape[0]
+
+
+def _log_soft(x, t):
+    return torch.log_softmax(x / t, dim=-1)
+
+
+_SOFT_MISTAKES = {
+    "the T^2 factor is missing": _soft_wrong(lambda s, te, t: _kl(_log_soft(te, t), _log_soft(s, t))),
+    "KL in the wrong direction (from the student to the teacher)":
+        _soft_wrong(lambda s, te, t: _kl(_log_soft(s, t), _log_soft(te, t)) * t**2),
+    "reduction mean (over B x K) instead of batchmean (over B)":
+        _soft_wrong(lambda s, te, t: _kl(_log_soft(te, t), _log_soft(s, t)) * t**2 / s.shape[1]),
+    "temperature applied to the student only":
+        _soft_wrong(lambda s, te, t: _kl(_log_soft(te, 1.0), _log_soft(s, t)) * t**2),
+    "the student's logits detached: the loss has no gradient":
+        lambda case: [_soft_reference(case)[0], np.zeros_like(case.args[0])],
+}
 
 
 # -------------------------------------------------------------------- hard_distillation_loss
@@ -140,6 +181,8 @@ def _deit_loss(case, swap=False, alpha=None, weighted=True, temperature="given")
 
 
 CHECKS = [
+    Check("test_soft_distillation_loss", "soft_distillation_loss", _soft_cases, _soft_reference,
+          atol=1e-10, rtol=1e-9, mistakes=_SOFT_MISTAKES),
     Check("test_hard_distillation_loss", "hard_distillation_loss", _hard_cases,
           lambda case: [_hard(*case.args)], atol=1e-10, rtol=1e-9,
           mistakes={"cross-entropy against the teacher's probabilities (soft targets) instead of its argmax":
