@@ -20,6 +20,9 @@ import textwrap
 from collections.abc import Iterable
 
 DYNAMIC = {"getattr", "eval", "exec", "compile", "__import__", "globals", "vars", "import_module"}
+# called as attributes, these still reach code by name (``x.eval()`` or ``torch.compile(f)`` do not)
+DYNAMIC_ATTRIBUTES = {"import_module", "__import__"}
+BUILTINS_MODULES = {"builtins", "__builtins__"}
 
 
 @functools.lru_cache(maxsize=1024)
@@ -67,6 +70,59 @@ def _imported_aliases(sources: Iterable[str], forbidden: set[str]) -> dict[str, 
     return {alias: f"{module}.{name}" for alias, module, name in _from_imports(tuple(sources)) if name in forbidden}
 
 
+def _bound_in(body: list[ast.AST]) -> set[str]:
+    """Names a function body binds (its locals), nested functions' and classes' insides excluded,
+    ``global``/``nonlocal`` names excluded."""
+    bound, declared = set(), set()
+    todo = list(body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            todo += node.decorator_list
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            bound.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared |= set(node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        todo += list(ast.iter_child_nodes(node))
+    return bound - declared
+
+
+def _free_names(definition: ast.AST) -> list[ast.Name]:
+    """The names ``definition`` loads from outside the functions that load them: the globals (other
+    learner definitions, setup imports) it may reach. A parameter or local variable that happens to
+    share a global's name is not that global."""
+    free: list[ast.Name] = []
+
+    def visit(node: ast.AST, bound: frozenset[str]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            outside = [*getattr(node, "decorator_list", []), *args.defaults, *(d for d in args.kw_defaults if d)]
+            outside += [a.annotation for a in (*args.posonlyargs, *args.args, *args.kwonlyargs) if a.annotation]
+            for child in outside:                     # evaluated in the enclosing scope
+                visit(child, bound)
+            params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
+            body = node.body if isinstance(node.body, list) else [node.body]
+            inner = bound | params | _bound_in(body)
+            for child in body:
+                visit(child, inner)
+            return
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in bound:
+            free.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child, bound)
+
+    visit(definition, frozenset())
+    return free
+
+
 def _reachable(definitions: dict[str, ast.AST], start: str) -> list[ast.AST]:
     """The definition of ``start`` and every learner definition its code names, transitively."""
     seen, todo, reached = set(), [start], []
@@ -76,7 +132,7 @@ def _reachable(definitions: dict[str, ast.AST], start: str) -> list[ast.AST]:
             continue
         seen.add(name)
         reached.append(definitions[name])
-        todo += [n.id for n in ast.walk(definitions[name]) if isinstance(n, ast.Name)]
+        todo += [n.id for n in _free_names(definitions[name])]
     return reached
 
 
@@ -112,8 +168,9 @@ def forbidden_calls(sources: Iterable[str], function: str, forbidden: Iterable[s
             if isinstance(node, ast.Attribute) and node.attr in forbidden:
                 uses.add(_dotted(node))
             elif isinstance(node, ast.Name) and node.id in aliases and node.id not in definitions:
-                uses.add(aliases[node.id])
-            elif isinstance(node, ast.Name) and node.id in forbidden and node.id not in definitions:
+                uses.add(aliases[node.id])      # imported, at the top or inside the function
+        for node in _free_names(definition):     # a local variable of the same name is not the reference
+            if node.id in forbidden and node.id not in definitions and node.id not in aliases:
                 uses.add(node.id)      # bound elsewhere (a setup cell's ``from open_clip.loss import ClipLoss``)
     return sorted(uses)
 
@@ -124,11 +181,17 @@ def dynamic_access(sources: Iterable[str], function: str) -> list[str]:
     sources = list(sources)
     found = set()
     for definition in _reachable(_definitions(sources), function):
+        local_calls = {id(n) for n in ast.walk(definition) if isinstance(n, ast.Name)} - \
+            {id(n) for n in _free_names(definition)}
         for node in ast.walk(definition):
-            if isinstance(node, ast.Call):
-                name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
-                if name in DYNAMIC:
-                    found.add(name)
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in DYNAMIC and id(func) not in local_calls:
+                found.add(func.id)
+            elif isinstance(func, ast.Attribute) and (func.attr in DYNAMIC_ATTRIBUTES or (
+                    func.attr in DYNAMIC and isinstance(func.value, ast.Name) and func.value.id in BUILTINS_MODULES)):
+                found.add(func.attr)
     return sorted(found)
 
 

@@ -29,6 +29,27 @@ def test_forbidden_calls_follow_the_learners_code_and_its_imports() -> None:
     assert dynamic_access(["def f(x):\n    return getattr(torch, 'soft' + 'max')(x)"], "f") == ["getattr"]
 
 
+def test_locals_are_not_globals_and_methods_are_not_builtins() -> None:
+    """A parameter that shares a notebook global's name is not that global; ``layer.eval()`` and
+    ``torch.compile(f)`` are not ``eval`` and ``compile``; real dynamic access still counts."""
+    demo = ["layer = MultiHeadAttention(16, 4).eval()",
+            "def attend_heads(layer, x):\n    return layer(x)",
+            "def mine(x):\n    log_softmax = x - 1\n    return log_softmax"]
+    assert dynamic_access(demo, "attend_heads") == [], "the parameter `layer` is not the demo cell's `layer`"
+    assert forbidden_calls(demo, "mine", ("log_softmax",)) == [], "a local variable named like the reference"
+    assert dynamic_access(["def f(m, g):\n    m.eval()\n    return torch.compile(g)"], "f") == []
+    assert dynamic_access(["def f(x):\n    return importlib.import_module('torch').softmax(x)"], "f") == \
+        ["import_module"]
+    assert dynamic_access(["def f(x):\n    return builtins.eval('x')"], "f") == ["eval"]
+    assert dynamic_access(["def f(x):\n    return eval('x')"], "f") == ["eval"]
+    helper = ["def _h(x):\n    return torch.softmax(x, -1)", "def f(x):\n    g = lambda y: _h(y)\n    return g(x)"]
+    assert forbidden_calls(helper, "f", ("softmax",)) == ["torch.softmax"], "a global reached from a lambda"
+    shadowed = ["def _h(x):\n    return torch.softmax(x, -1)", "def f(x, _h=None):\n    return x + 1"]
+    assert forbidden_calls(shadowed, "f", ("softmax",)) == []
+    declared = ["def _h(x):\n    return torch.softmax(x, -1)", "def f(x):\n    global _h\n    return _h(x)"]
+    assert forbidden_calls(declared, "f", ("softmax",)) == ["torch.softmax"]
+
+
 def test_the_visible_check_reads_the_kernels_functions() -> None:
     namespace: dict = {"__name__": "__main__"}
     cells = ["import torch", "def softmax(x, dim=-1):\n    return torch.softmax(x, dim)\n",
