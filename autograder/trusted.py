@@ -51,7 +51,8 @@ class Case:
     none: the module is judged as its constructor initialised it),
     ``double`` converts it to float64 first. ``grad``: positions of float array arguments whose
     gradients the kernel also returns (of the sum of the first output), after the outputs: a wrong or
-    missing gradient (a detached output answers zeros) fails like a wrong value.
+    missing gradient (a detached output answers zeros) fails like a wrong value. ``numpy``: the
+    arguments arrive as numpy arrays, not tensors (for exercises on numpy data, 04's fits).
     """
 
     args: Sequence[Any] = ()
@@ -60,6 +61,7 @@ class Case:
     state: dict[str, np.ndarray] = field(default_factory=dict)
     double: bool = False
     grad: tuple[int, ...] = ()
+    numpy: bool = False
 
     def describe(self) -> str:
         """The inputs as a learner can read them: shapes of arrays, values of the rest."""
@@ -174,7 +176,8 @@ class Session:
                                         "kwargs": {k: encode(v) for k, v in c.kwargs.items()},
                                         "init": [encode(a) for a in c.init],
                                         "state": {k: encode(v) for k, v in c.state.items()},
-                                        "double": c.double, "grad": list(c.grad)} for c in cases]})
+                                        "double": c.double, "grad": list(c.grad),
+                                        "numpy": c.numpy} for c in cases]})
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         code = KERNEL_ANSWER.replace("TOKEN", self.token).format(
@@ -292,8 +295,11 @@ def _grader_answer_TOKEN():
     targets = globals().get({targets!r}, {{}})
     answers = {{}}
 
-    def value(encoded):
-        return torch.from_numpy(arrays[encoded["array"]].copy()) if "array" in encoded else encoded["value"]
+    def value(encoded, as_numpy=False):
+        if "array" not in encoded:
+            return encoded["value"]
+        array = arrays[encoded["array"]].copy()
+        return array if as_numpy else torch.from_numpy(array)
 
     def flat(result, keys=()):
         if isinstance(result, dict):
@@ -327,8 +333,8 @@ def _grader_answer_TOKEN():
                     if case["state"]:          # no state: the module as its constructor made it
                         call.load_state_dict({{k: value(v) for k, v in case["state"].items()}}, strict=True)
                     call.eval()
-                args = [value(a) for a in case["args"]]
-                kwargs = {{k: value(v) for k, v in case["kwargs"].items()}}
+                args = [value(a, case["numpy"]) for a in case["args"]]
+                kwargs = {{k: value(v, case["numpy"]) for k, v in case["kwargs"].items()}}
                 wanted = [args[i].requires_grad_(True) for i in case["grad"]]
                 with torch.set_grad_enabled(bool(wanted)):
                     result = call(*args, **kwargs)
