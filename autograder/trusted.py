@@ -123,6 +123,29 @@ def normal(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndar
     return rng.standard_normal(shape) * scale
 
 
+def layer_norm_state(rng: np.random.Generator, d: int, name: str) -> dict[str, np.ndarray]:
+    """Weights for a LayerNorm ``name`` that is not the identity (weights around 1, biases around 0)."""
+    return {f"{name}.weight": 1.0 + normal(rng, d, scale=0.3), f"{name}.bias": normal(rng, d, scale=0.3)}
+
+
+def attention_state(rng: np.random.Generator, d: int, prefix: str) -> dict[str, np.ndarray]:
+    """Weights for an ``nn.MultiheadAttention`` of width ``d`` at ``prefix`` (packed q, k, v projections)."""
+    return {f"{prefix}.in_proj_weight": normal(rng, 3 * d, d, scale=0.4),
+            f"{prefix}.in_proj_bias": normal(rng, 3 * d, scale=0.2),
+            f"{prefix}.out_proj.weight": normal(rng, d, d, scale=0.4),
+            f"{prefix}.out_proj.bias": normal(rng, d, scale=0.2)}
+
+
+def random_state(rng: np.random.Generator, module, scale: float = 0.3) -> dict[str, np.ndarray]:
+    """Fresh weights for every entry of ``module``'s state dict (norm weights around 1, the rest around 0)."""
+    state = {}
+    for key, value in module.state_dict().items():
+        is_norm_weight = "norm" in key and key.endswith("weight")
+        state[key] = (1.0 + normal(rng, *value.shape, scale=0.2)) if is_norm_weight else \
+            normal(rng, *value.shape, scale=scale)
+    return state
+
+
 def load_checks(source: Path, assignment: str) -> list[Check]:
     """The trusted checks of ``assignment`` (an empty list when it has none)."""
     path = source / assignment / CHECKS_FILE

@@ -24,17 +24,7 @@ from timm.layers import PatchEmbed as TimmPatchEmbed
 from timm.models import vision_transformer as timm_vit
 from torch import nn
 
-from autograder.trusted import Case, Check, normal, tensor
-
-
-def _random_state(rng, module: nn.Module, scale: float = 0.3) -> dict[str, np.ndarray]:
-    """Fresh weights for ``module``'s state dict (norm weights around 1, the rest around 0)."""
-    state = {}
-    for key, value in module.state_dict().items():
-        is_norm_weight = "norm" in key and key.endswith("weight")
-        state[key] = (1.0 + normal(rng, *value.shape, scale=0.2)) if is_norm_weight else \
-            normal(rng, *value.shape, scale=scale)
-    return state
+from autograder.trusted import Case, Check, normal, random_state, tensor
 
 
 def _loaded(module: nn.Module, state: dict[str, np.ndarray]) -> nn.Module:
@@ -74,7 +64,7 @@ def _patchify_reshaped(case):
 def _patch_embed_cases(rng):
     cases = []
     for batch, chans, height, width, p, dim in ((2, 3, 16, 16, 4, 8), (3, 2, 12, 6, 3, 5), (1, 1, 10, 10, 5, 16)):
-        state = _random_state(rng, TimmPatchEmbed(img_size=(height, width), patch_size=p, in_chans=chans,
+        state = random_state(rng, TimmPatchEmbed(img_size=(height, width), patch_size=p, in_chans=chans,
                                                   embed_dim=dim))
         cases.append(Case((normal(rng, batch, chans, height, width),), init=(p, chans, dim), state=state, double=True))
     return cases
@@ -128,7 +118,7 @@ def _class_token_wrong(case, how):
 def _attention_cases(rng):
     cases = []
     for batch, n, dim, heads in ((2, 5, 8, 2), (1, 7, 12, 3), (3, 4, 6, 1)):
-        state = _random_state(rng, timm_vit.Attention(dim, heads, qkv_bias=True))
+        state = random_state(rng, timm_vit.Attention(dim, heads, qkv_bias=True))
         cases.append(Case((normal(rng, batch, n, dim),), init=(dim, heads), state=state, double=True))
     return cases
 
@@ -154,7 +144,7 @@ def _timm_block(dim, heads, ratio, **kwargs):
 def _block_cases(rng):
     cases = []
     for batch, n, dim, heads, ratio in ((2, 5, 8, 2, 4.0), (1, 7, 12, 3, 3.0), (4, 2, 6, 1, 1.0)):
-        state = _random_state(rng, _timm_block(dim, heads, ratio))
+        state = random_state(rng, _timm_block(dim, heads, ratio))
         x = normal(rng, batch, n, dim, scale=0.05)          # small activations make LayerNorm's eps visible
         cases.append(Case((x,), init=(dim, heads, ratio), state=state, double=True))
     return cases
@@ -185,7 +175,7 @@ def _vit_cases(rng):
     cases = []
     for config, batch in (((8, 2, 1, 10, 16, 2, 4, 2.0), 3), ((12, 3, 2, 7, 12, 3, 2, 1.5), 4),
                           ((6, 6, 1, 3, 8, 1, 1, 2.0), 1)):
-        state = _random_state(rng, _timm_vit(*config))
+        state = random_state(rng, _timm_vit(*config))
         img, chans = config[0], config[2]
         cases.append(Case((normal(rng, batch, chans, img, img),), init=config, state=state, double=True))
     return cases

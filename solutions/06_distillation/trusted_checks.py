@@ -18,7 +18,7 @@ import scipy.special
 import torch
 from timm.models.deit import VisionTransformerDistilled
 
-from autograder.trusted import Case, Check, normal, tensor
+from autograder.trusted import Case, Check, normal, random_state, tensor
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -105,22 +105,13 @@ def _timm_deit(img, p, chans, classes, dim, depth, heads, ratio):
                                       depth=depth, num_heads=heads, mlp_ratio=ratio)
 
 
-def _random_state(rng, module: torch.nn.Module) -> dict[str, np.ndarray]:
-    state = {}
-    for key, value in module.state_dict().items():
-        is_norm_weight = "norm" in key and key.endswith("weight")
-        state[key] = (1.0 + normal(rng, *value.shape, scale=0.2)) if is_norm_weight else \
-            normal(rng, *value.shape, scale=0.3)
-    return state
-
-
 def _deit_cases(rng):
     cases = []
     for config, batch in (((8, 4, 1, 5, 12, 2, 3, 2.0), 3), ((12, 3, 2, 7, 24, 3, 4, 1.5), 4),
                           ((6, 2, 1, 3, 6, 2, 1, 2.0), 1)):
         img, chans = config[0], config[2]
         cases.append(Case((normal(rng, batch, chans, img, img),), init=config,
-                          state=_random_state(rng, _timm_deit(*config)), double=True))
+                          state=random_state(rng, _timm_deit(*config)), double=True))
     return cases
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from autograder.trusted import Case, Check, normal, tensor
+from autograder.trusted import Case, Check, attention_state, layer_norm_state, normal, tensor
 
 try:
     from open_clip.loss import CoCaLoss
@@ -52,25 +52,13 @@ def _attention(q_in: torch.Tensor, kv_in: torch.Tensor, state: dict, prefix: str
     return out @ state[f"{prefix}.out_proj.weight"].T + state[f"{prefix}.out_proj.bias"]
 
 
-def _norm_state(rng, d: int, name: str) -> dict[str, np.ndarray]:
-    """A layer norm that is not the identity (weights around 1, biases around 0)."""
-    return {f"{name}.weight": 1.0 + normal(rng, d, scale=0.3), f"{name}.bias": normal(rng, d, scale=0.3)}
-
-
-def _attention_state(rng, d: int, prefix: str) -> dict[str, np.ndarray]:
-    return {f"{prefix}.in_proj_weight": normal(rng, 3 * d, d, scale=0.4),
-            f"{prefix}.in_proj_bias": normal(rng, 3 * d, scale=0.2),
-            f"{prefix}.out_proj.weight": normal(rng, d, d, scale=0.4),
-            f"{prefix}.out_proj.bias": normal(rng, d, scale=0.2)}
-
-
 # ------------------------------------------------------------------------ AttentionalPooling
 def _pooling_cases(rng):
     cases = []
     for b, n, d, heads, queries in ((2, 9, 16, 2, 1), (3, 5, 12, 3, 6), (1, 16, 8, 1, int(rng.integers(2, 5)))):
-        state = {"query": normal(rng, queries, d), **_attention_state(rng, d, "attn")}
+        state = {"query": normal(rng, queries, d), **attention_state(rng, d, "attn")}
         for name in ("ln_q", "ln_k", "ln_out"):
-            state.update(_norm_state(rng, d, name))
+            state.update(layer_norm_state(rng, d, name))
         x = normal(rng, b, n, d, scale=3.0) + normal(rng, d)          # tokens off centre: ln_k matters
         cases.append(Case((x,), init=(d, heads, queries), state=state, double=True))
     return cases
@@ -98,14 +86,14 @@ def _decoder_state(rng, vocab: int, d: int, layers: int, max_len: int) -> dict[s
              "pos_emb": normal(rng, max_len + 1, d, scale=0.5)}
     for i in range(layers):
         p = f"layers.{i}"
-        state.update(_attention_state(rng, d, f"{p}.self_attn"))
+        state.update(attention_state(rng, d, f"{p}.self_attn"))
         state.update({f"{p}.linear1.weight": normal(rng, 4 * d, d, scale=0.3),
                       f"{p}.linear1.bias": normal(rng, 4 * d, scale=0.2),
                       f"{p}.linear2.weight": normal(rng, d, 4 * d, scale=0.2),
                       f"{p}.linear2.bias": normal(rng, d, scale=0.2)})
-        state.update(_norm_state(rng, d, f"{p}.norm1"))
-        state.update(_norm_state(rng, d, f"{p}.norm2"))
-    state.update(_norm_state(rng, d, "ln_cls"))
+        state.update(layer_norm_state(rng, d, f"{p}.norm1"))
+        state.update(layer_norm_state(rng, d, f"{p}.norm2"))
+    state.update(layer_norm_state(rng, d, "ln_cls"))
     return state
 
 

@@ -25,28 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autograder.trusted import Case, Check, normal, tensor
+from autograder.trusted import Case, Check, attention_state, layer_norm_state, normal, tensor
 
 
 def _layer_norm(x: torch.Tensor, state: dict, name: str) -> torch.Tensor:
     return F.layer_norm(x, x.shape[-1:], state[f"{name}.weight"], state[f"{name}.bias"], eps=1e-5)
 
 
-def _norm_state(rng, d: int, name: str) -> dict[str, np.ndarray]:
-    """A layer norm that is not the identity (weights around 1, biases around 0)."""
-    return {f"{name}.weight": 1.0 + normal(rng, d, scale=0.3), f"{name}.bias": normal(rng, d, scale=0.3)}
-
-
-def _attention_state(rng, d: int, prefix: str) -> dict[str, np.ndarray]:
-    return {f"{prefix}.in_proj_weight": normal(rng, 3 * d, d, scale=0.4),
-            f"{prefix}.in_proj_bias": normal(rng, 3 * d, scale=0.2),
-            f"{prefix}.out_proj.weight": normal(rng, d, d, scale=0.4),
-            f"{prefix}.out_proj.bias": normal(rng, d, scale=0.2)}
-
-
 def _ff_state(rng, d: int, prefix: str) -> dict[str, np.ndarray]:
     """feed_forward(d): LayerNorm (0), Linear d -> 4d (1), GELU (2), Linear 4d -> d (3)."""
-    return {**_norm_state(rng, d, f"{prefix}.0"),
+    return {**layer_norm_state(rng, d, f"{prefix}.0"),
             f"{prefix}.1.weight": normal(rng, 4 * d, d, scale=0.3), f"{prefix}.1.bias": normal(rng, 4 * d, scale=0.2),
             f"{prefix}.3.weight": normal(rng, d, 4 * d, scale=0.2), f"{prefix}.3.bias": normal(rng, d, scale=0.2)}
 
@@ -77,8 +65,8 @@ def _perceiver_attention(media, latents, state, prefix, heads, kv="both", norm_l
 def _attention_cases(rng):
     cases = []
     for b, n, r, d, heads in ((2, 9, 4, 16, 2), (3, 5, 7, 12, 3), (1, 12, 2, 8, 1)):
-        state = {**_norm_state(rng, d, "norm_media"), **_norm_state(rng, d, "norm_latents"),
-                 **_attention_state(rng, d, "attn")}
+        state = {**layer_norm_state(rng, d, "norm_media"), **layer_norm_state(rng, d, "norm_latents"),
+                 **attention_state(rng, d, "attn")}
         media = normal(rng, b, n, d, scale=2.0) + normal(rng, d)       # off centre: the norms matter
         latents = normal(rng, b, r, d, scale=3.0) + normal(rng, d)
         cases.append(Case((media, latents), init=(d, heads), state=state, double=True))
@@ -99,10 +87,10 @@ def _resampler_cases(rng):
                                                     (1, 3, 4, 12, 2, 3, 3, 4)):
         state = {"latents": normal(rng, r, d), "time_emb": normal(rng, max_frames, 1, d)}
         for i in range(depth):
-            state.update({**_norm_state(rng, d, f"layers.{i}.0.norm_media"),
-                          **_norm_state(rng, d, f"layers.{i}.0.norm_latents"),
-                          **_attention_state(rng, d, f"layers.{i}.0.attn"), **_ff_state(rng, d, f"layers.{i}.1")})
-        state.update(_norm_state(rng, d, "norm"))
+            state.update({**layer_norm_state(rng, d, f"layers.{i}.0.norm_media"),
+                          **layer_norm_state(rng, d, f"layers.{i}.0.norm_latents"),
+                          **attention_state(rng, d, f"layers.{i}.0.attn"), **_ff_state(rng, d, f"layers.{i}.1")})
+        state.update(layer_norm_state(rng, d, "norm"))
         cases.append(Case((normal(rng, b, t, s, d),), init=(d, r, depth, heads, max_frames), state=state, double=True))
     return cases
 
@@ -161,8 +149,8 @@ def _gated_cases(rng):
     cases = []
     for b, length, m, r, d, heads, gates in ((2, 7, 2, 3, 16, 2, (0.8, -0.6)), (3, 11, 3, 2, 24, 4, (1.5, 0.9)),
                                              (2, 5, 1, 5, 8, 1, tuple(rng.uniform(-2, 2, size=2)))):
-        state = {"attn_gate": np.array(gates[0]), "ff_gate": np.array(gates[1]), **_norm_state(rng, d, "norm"),
-                 **_attention_state(rng, d, "attn"), **_ff_state(rng, d, "ff")}
+        state = {"attn_gate": np.array(gates[0]), "ff_gate": np.array(gates[1]), **layer_norm_state(rng, d, "norm"),
+                 **attention_state(rng, d, "attn"), **_ff_state(rng, d, "ff")}
         mask = _media_mask(_locations(rng, b, length, 0.3), m)
         args = (normal(rng, b, length, d), normal(rng, b, m, r, d), mask)
         cases.append(Case(args, init=(d, heads), state=state, double=True))
