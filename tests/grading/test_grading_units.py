@@ -232,6 +232,18 @@ def test_an_environment_reached_through_a_link_runs_in_the_sandbox(tmp_path) -> 
     assert run.returncode == 0 and "started" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
 
 
+def one_cell_notebook(source: str) -> str:
+    return nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]))
+
+
+def lms_downloads(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """The workspace that collection writes to, and an empty folder of LMS downloads."""
+    workspace, downloads = tmp_path / "ws", tmp_path / "downloads"
+    downloads.mkdir()
+    monkeypatch.setenv("VLM_COURSE_WORKSPACE", str(workspace))
+    return workspace, downloads
+
+
 def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
     """`cli collect A --zip FOLDER`: zips and loose files named by the documented pattern land in
     submitted/<student>/<assignment>/ (with the submission time); a name that does not match is skipped."""
@@ -239,10 +251,8 @@ def test_collect_from_lms_zip_downloads(tmp_path, monkeypatch) -> None:
 
     from autograder.collect import collect
 
-    workspace, downloads = tmp_path / "ws", tmp_path / "downloads"
-    downloads.mkdir()
-    monkeypatch.setenv("VLM_COURSE_WORKSPACE", str(workspace))
-    notebook = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    workspace, downloads = lms_downloads(tmp_path, monkeypatch)
+    notebook = one_cell_notebook("x = 1")
     with zipfile.ZipFile(downloads / "moodle_export.zip", "w") as archive:
         archive.writestr("Unit 1_alice.smith_attempt_2026-11-20-09-30-00_01_attention.ipynb", notebook)
     (downloads / "Unit 1_bob_01_attention.ipynb").write_text(notebook)
@@ -266,10 +276,8 @@ def test_collect_handles_each_download_on_its_own(tmp_path, monkeypatch) -> None
 
     from autograder.collect import collect
 
-    workspace, downloads = tmp_path / "ws", tmp_path / "downloads"
-    downloads.mkdir()
-    monkeypatch.setenv("VLM_COURSE_WORKSPACE", str(workspace))
-    notebook = nbformat.writes(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]))
+    workspace, downloads = lms_downloads(tmp_path, monkeypatch)
+    notebook = one_cell_notebook("x = 1")
     with zipfile.ZipFile(downloads / "climbs.zip", "w") as archive:
         archive.writestr("../../x_mallory_01_attention.ipynb", notebook)
         archive.writestr("ok/x_erin_01_attention.ipynb", notebook)
@@ -291,8 +299,7 @@ def test_collect_handles_each_download_on_its_own(tmp_path, monkeypatch) -> None
     (downloads / "x_ken_01_attention.ipynb").symlink_to(downloads / "x_grace_01_attention.ipynb.gz")
     os.mkfifo(downloads / "x_lee_01_attention.ipynb")                          # reading it would hang
     for attempt, source in (("2026-11-20-09-00-00", "old"), ("2026-11-20-10-00-00", "new")):
-        late = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-        (downloads / f"x_olga_attempt_{attempt}_01_attention.ipynb").write_text(nbformat.writes(late))
+        (downloads / f"x_olga_attempt_{attempt}_01_attention.ipynb").write_text(one_cell_notebook(source))
 
     problems = collect("01_attention", zip_folder=downloads)
     submitted = workspace / "submitted"
@@ -310,8 +317,7 @@ def test_collect_handles_each_download_on_its_own(tmp_path, monkeypatch) -> None
         assert reason in said, f"not reported: {reason!r} in {problems}"
 
     (downloads / "x_grace_01_attention.ipynb.gz").unlink()
-    (downloads / "x_erin_01_attention.ipynb").write_text(nbformat.writes(
-        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")])))
+    (downloads / "x_erin_01_attention.ipynb").write_text(one_cell_notebook("y = 2"))
     collect("01_attention", zip_folder=downloads)                               # runs again, same folder
     erin = sorted(p.name for p in (submitted / "erin" / "01_attention").iterdir())
     assert erin == ["01_attention.ipynb"], f"erin's folder is replaced whole: {erin}"
