@@ -1,5 +1,7 @@
 """The project's setup: one dependency list, the two README commands, CI calling the test command."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -28,6 +30,14 @@ def test_environment_yml_installs_requirements_txt():
 def test_pyproject_reads_requirements_txt():
     text = (REPO / "pyproject.toml").read_text()
     assert 'dependencies = { file = ["requirements.txt"] }' in text
+
+
+def test_nbformat_imports_without_the_slow_iri_grammar():
+    """Every grading step is an nbgrader process that imports nbformat, hence jsonschema's format
+    checkers: with rfc3987-syntax among them each process spends about 3 s building a grammar."""
+    probe = "import sys, nbformat, jsonschema; print('rfc3987_syntax' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False", "nbformat's import pulled in rfc3987_syntax: keep jsonschema pinned below 4.25"
 
 
 def test_ci_runs_the_readme_test_command():
