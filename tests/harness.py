@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import linecache
 import tokenize
@@ -189,11 +190,13 @@ def parse_mistakes(path: Path, notebook: nbformat.NotebookNode, assignment: str)
     return mistakes
 
 
-def load_mistakes(assignment: str) -> list[Mistake]:
+@functools.cache
+def load_mistakes(assignment: str) -> tuple[Mistake, ...]:
+    """The mistakes of ``assignment``, parsed once per test process (collection asks for them often)."""
     path = MISTAKES / f"{assignment}.yaml"
     if not path.exists():
-        return []
-    return parse_mistakes(path, read(reference_path(assignment)), assignment)
+        return ()
+    return tuple(parse_mistakes(path, read(reference_path(assignment)), assignment))
 
 
 def all_mistakes() -> list[Mistake]:

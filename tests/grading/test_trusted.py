@@ -7,6 +7,7 @@ wrong answers, delegation to the reference and unreadable or hostile answer file
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import zipfile
 
@@ -41,8 +42,14 @@ def kernel_half(session: Session, namespace: dict, passed: list[str]) -> str:
     return repr(eval(expression, namespace))
 
 
+@functools.cache
+def checks_of(assignment: str) -> tuple:
+    """The module's checks, loaded once per test process (collection and most tests ask for them)."""
+    return tuple(load_checks(SOLUTIONS, assignment))
+
+
 def session_for(assignment: str, seed: int = 0) -> Session:
-    return Session(load_checks(SOLUTIONS, assignment), seed=seed)
+    return Session(list(checks_of(assignment)), seed=seed)
 
 
 _setups: dict[str, dict] = {}
@@ -66,7 +73,7 @@ def test_every_check_names_a_test_cell_and_an_exercise(assignment: str) -> None:
     notebook = nbformat.read(SOLUTIONS / assignment / f"{assignment}.ipynb", as_version=4)
     ids = {grade_id(c) for c in notebook.cells}
     _, exercises = solution_sources(assignment)
-    for check in load_checks(SOLUTIONS, assignment):
+    for check in checks_of(assignment):
         assert check.grade_id in ids, f"{check.grade_id} is not a cell of {assignment}"
         assert any(f"def {check.function}(" in s or f"class {check.function}(" in s for s in exercises), \
             f"{check.function} is not defined by an exercise cell of {assignment}"
@@ -86,7 +93,7 @@ def test_the_reference_passes_every_check_on_fresh_inputs(assignment: str, seed:
 def _covered_mistakes() -> list:
     """The mistakes of the mistakes files whose failing tests include one the grader checks itself."""
     return [m for a in WITH_CHECKS for m in load_mistakes(a)
-            if any(check.grade_id in m.fails for check in load_checks(SOLUTIONS, a))]
+            if any(check.grade_id in m.fails for check in checks_of(a))]
 
 
 COVERED = _covered_mistakes()
