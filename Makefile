@@ -43,7 +43,7 @@ start: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=course
 
 test: lint
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --durations=40 $(PYTEST_ARGS)
 
 test-fast: lint
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup -m "not notebook" $(PYTEST_ARGS)
