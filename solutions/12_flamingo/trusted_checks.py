@@ -13,7 +13,9 @@ Not checked here (decided by the kernel's test cell under the guard alone):
   which the grader's plain constructor arguments cannot carry, and what the test checks is about
   parameters and gradients (the LM frozen, no gradient reaching it, the model equal to the LM at
   initialisation); the kernel answers under ``torch.no_grad``. Its parts are checked here;
-- the training and the few-shot accuracies: the result of a training run.
+- the training and the few-shot accuracies: the result of a training run;
+- ``test_design_choices``: the result of training runs as well (section 8: the media-mask ablation and
+  the frozen LM's text-only loss against an unfrozen one's).
 """
 
 from __future__ import annotations
