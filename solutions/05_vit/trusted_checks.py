@@ -7,6 +7,8 @@ Never released to learners.
 Not checked here (decided by the kernel's test cell under the guard alone):
 
 - ``test_vit_accuracy``: the result of training (test accuracy of the trained ViT);
+- ``test_patch_size_tradeoff``: the result of training at three patch sizes (CPU time and test
+  accuracy of each run);
 - how ``ViT`` initialises ``cls_token`` and ``pos_embed`` (small values): the check loads its own
   weights into the module, so it checks what the module computes, not how it starts;
 - that ``attn_weights`` are stored detached: the kernel answers under ``torch.no_grad``.
