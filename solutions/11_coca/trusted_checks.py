@@ -7,7 +7,8 @@ out head by head). Where open_clip is missing, the same formulas written out. Ne
 Not checked here (decided by the kernel's test cell under the guard alone):
 
 - the ``CoCa`` model and its training: it is not an exercise, and what the notebook measures
-  (captions, retrieval) is the result of a training run.
+  (captions, retrieval) is the result of a training run;
+- ``test_coca_ablation``: the result of three training runs (contrastive only, captioning only, joint).
 """
 
 from __future__ import annotations
